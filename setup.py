@@ -4,7 +4,7 @@ The cffi builder is imported only after the native build, because its declaratio
 generated from the llama.h that build produced.
 """
 
-import os
+import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -25,6 +25,15 @@ def ensure_native() -> None:
     ensure_native.done = True
 
 
+def _load_cffi_builder():
+    """Load the builder by path: importing it through the package would run llama_ffi's
+    __init__, which needs the very extension being built."""
+    spec = importlib.util.spec_from_file_location("_llama_ffi_cffi_build", ROOT / "llama_ffi" / "_cffi_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ffibuilder
+
+
 class BuildPy(build_py):
     def run(self):
         ensure_native()   # the staged libraries are package data, collected here
@@ -34,8 +43,7 @@ class BuildPy(build_py):
 class BuildExt(build_ext):
     def run(self):
         ensure_native()
-        sys.path.insert(0, str(ROOT))
-        from llama_ffi._cffi_build import ffibuilder
+        ffibuilder = _load_cffi_builder()
 
         tmpdir = pathlib.Path(self.build_temp) / "cffi"
         tmpdir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,60 @@
+"""llama_ffi: llama.cpp's libllama in Python, through cffi.
+
+The typed layer (``Model``, ``Context``, ``SamplerChain``, ...) owns libllama's
+handles; ``ffi``/``lib`` give the raw binding generated from ``llama.h``.
+libllama's log goes to ``logging.getLogger("llama_ffi.native")``.
+"""
+
+from llama_ffi._errors import (
+    ContextError,
+    DecodeError,
+    GrammarError,
+    InvalidTokenError,
+    LlamaError,
+    ModelLoadError,
+    NativeLibraryError,
+    StateError,
+    TemplateError,
+)
+from llama_ffi._ffi import build_info, ffi, lib
+from llama_ffi._log import LOGGER_NAME
+from llama_ffi._batch import Batch
+from llama_ffi._chat_template import ChatTemplate, builtin_template_names
+from llama_ffi._context import Context
+from llama_ffi._decoder import TokenDecoder
+from llama_ffi._default_model import default_model_path, native_manifest, system_info
+from llama_ffi._llama import Llama
+from llama_ffi._model import Model
+from llama_ffi._sampling import DEFAULT_SAMPLERS, DEFAULT_SEED, SamplerChain, SamplerParams
+from llama_ffi._vocab import Vocab
+
+__all__ = [
+    "Batch",
+    "ChatTemplate",
+    "Context",
+    "ContextError",
+    "DEFAULT_SAMPLERS",
+    "DEFAULT_SEED",
+    "DecodeError",
+    "GrammarError",
+    "InvalidTokenError",
+    "LOGGER_NAME",
+    "Llama",
+    "LlamaError",
+    "Model",
+    "ModelLoadError",
+    "NativeLibraryError",
+    "SamplerChain",
+    "SamplerParams",
+    "StateError",
+    "TemplateError",
+    "TokenDecoder",
+    "Vocab",
+    "build_info",
+    "builtin_template_names",
+    "default_model_path",
+    "ffi",
+    "lib",
+    "native_manifest",
+    "system_info",
+]

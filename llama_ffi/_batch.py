@@ -1,0 +1,123 @@
+"""``Batch``: owns a ``llama_batch`` (``llama_batch_init``/``llama_batch_free``)."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Sequence
+
+from llama_ffi._errors import LlamaError
+from llama_ffi._ffi import ffi, lib
+
+
+class Batch:
+    """Tokens (with positions, sequence ids and output flags) for one ``Context.decode``.
+
+    The batch is reusable: ``clear()`` it and ``add()`` again.  ``add`` returns
+    the token's index in the batch, which is what ``Context.logits_ith`` and
+    ``SamplerChain.sample`` take for tokens added with ``logits=True``.
+    """
+
+    def __init__(self, capacity: int, *, n_seq_max: int = 1, embd: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError("batch capacity must be at least 1")
+        if n_seq_max < 1:
+            raise ValueError("n_seq_max must be at least 1")
+        if embd < 0:
+            raise ValueError("embd must be >= 0")
+        struct = lib.llama_batch_init(capacity, embd, n_seq_max)
+        self._struct: Any = struct
+        # llama_batch_free is the only way to release the arrays; the finalizer
+        # is the safety net for a batch that is never closed.
+        self._finalizer = weakref.finalize(self, lib.llama_batch_free, struct)
+        self.capacity = capacity
+        self.n_seq_max = n_seq_max
+        self.embd = embd
+        self._token = struct.token
+        self._embd = struct.embd
+        self._pos = struct.pos
+        self._n_seq_id = struct.n_seq_id
+        self._seq_id = struct.seq_id
+        self._logits = struct.logits
+        self._n = 0
+        self.outputs: list[int] = []  # indices added with logits=True, in order
+        struct.n_tokens = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        return f"<Batch {self._n}/{self.capacity} tokens>"
+
+    def clear(self) -> None:
+        self._n = 0
+        self._struct.n_tokens = 0
+        self.outputs.clear()
+
+    def _slot(self, seq_ids: int | Sequence[int]) -> int:
+        i = self._n
+        if i >= self.capacity:
+            if not self._finalizer.alive:
+                raise LlamaError("the batch is closed")
+            raise LlamaError(f"batch is full ({self.capacity} tokens)")
+        if isinstance(seq_ids, int):
+            self._n_seq_id[i] = 1
+            self._seq_id[i][0] = seq_ids
+        else:
+            n = len(seq_ids)
+            if not 1 <= n <= self.n_seq_max:
+                raise ValueError(f"a token belongs to 1..{self.n_seq_max} sequences, got {n}")
+            row = self._seq_id[i]
+            for j, seq in enumerate(seq_ids):
+                row[j] = seq
+            self._n_seq_id[i] = n
+        return i
+
+    def add(self, token: int, pos: int, seq_ids: int | Sequence[int], logits: bool) -> int:
+        """Append a token at position ``pos`` of ``seq_ids``; return its index in the batch."""
+        if self.embd:
+            raise LlamaError("this batch holds embeddings; use add_embedding")
+        i = self._slot(seq_ids)
+        self._token[i] = token
+        self._pos[i] = pos
+        self._logits[i] = 1 if logits else 0
+        if logits:
+            self.outputs.append(i)
+        self._n = i + 1
+        self._struct.n_tokens = i + 1
+        return i
+
+    def add_embedding(self, values: Sequence[float], pos: int, seq_ids: int | Sequence[int], logits: bool) -> int:
+        """Append one input embedding row (batches made with ``embd > 0``)."""
+        if not self.embd:
+            raise LlamaError("this batch holds token ids; use add")
+        if len(values) != self.embd:
+            raise ValueError(f"embedding row has {len(values)} values, batch expects {self.embd}")
+        i = self._slot(seq_ids)
+        start = i * self.embd
+        for j, value in enumerate(values):
+            self._embd[start + j] = value
+        self._pos[i] = pos
+        self._logits[i] = 1 if logits else 0
+        if logits:
+            self.outputs.append(i)
+        self._n = i + 1
+        self._struct.n_tokens = i + 1
+        return i
+
+    def tokens(self) -> list[int]:
+        return ffi.unpack(self._token, self._n) if not self.embd and self._n else []
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        self.clear()
+        self.capacity = 0
+        self._finalizer()
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,418 @@
+"""cffi out-of-line API-mode builder for libllama.
+
+The cdef is generated from the very ``llama.h`` the native library was built
+with: the header is run through the C preprocessor, the declarations that come
+from ``llama.h`` itself are kept, and the few ggml/gguf types they mention are
+pulled in (enums by name only, structs as ``{ ...; }`` or opaque).  Enumerator
+values, ``LLAMA_*`` integer constants and struct layouts are left to the C
+compiler (``...``), so a header change shows up as a compile error instead of
+a silently wrong binding.
+
+``setup.py`` uses the module-level ``ffibuilder``
+(``cffi_modules=["llama_ffi/_cffi_build.py:ffibuilder"]``).  For development::
+
+    python -c "import sys; sys.path.insert(0, '.'); \\
+        from llama_ffi._cffi_build import ffibuilder; ffibuilder.compile(tmpdir='.')"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import cffi
+
+MODULE_NAME = "llama_ffi._llama_cffi"
+PACKAGE_DIR = Path(__file__).resolve().parent
+NATIVE_DIR_ENV = "LLAMA_FFI_NATIVE_DIR"
+LIBRARIES = ["llama", "ggml", "ggml-base"]
+BUILD_HINT = "run `python build_native.py` first (or set LLAMA_FFI_NATIVE_DIR to a staged native tree)"
+
+# Callbacks that libllama calls back into Python.  Their bodies live in
+# _log.py, _model.py, _context.py and _custom_samplers.py (ffi.def_extern).
+PYTHON_CALLBACKS = """
+extern "Python" void llama_ffi_on_log(enum ggml_log_level level, const char * text, void * user_data);
+extern "Python" bool llama_ffi_on_progress(float progress, void * user_data);
+extern "Python" bool llama_ffi_on_abort(void * user_data);
+extern "Python" const char * llama_ffi_sampler_name(const struct llama_sampler * smpl);
+extern "Python" void llama_ffi_sampler_apply(struct llama_sampler * smpl, llama_token_data_array * cur_p);
+extern "Python" void llama_ffi_sampler_free(struct llama_sampler * smpl);
+"""
+
+# Small C helpers compiled into the extension: they keep per-token loops
+# over the vocabulary out of Python.
+HELPERS_CDEF = """
+const char * llama_ffi_build_info(void);
+void llama_ffi_fill_candidates(llama_token_data_array * cur_p, llama_token_data * data,
+                               const float * logits, int32_t n_vocab);
+"""
+
+HELPERS_SOURCE = """
+static const char * llama_ffi_build_info(void) {
+    return LLAMA_FFI_BUILD_INFO;
+}
+
+static void llama_ffi_fill_candidates(llama_token_data_array * cur_p, llama_token_data * data,
+                                      const float * logits, int32_t n_vocab) {
+    for (int32_t i = 0; i < n_vocab; i++) {
+        data[i].id = i;
+        data[i].logit = logits[i];
+        data[i].p = 0.0f;
+    }
+    cur_p->data = data;
+    cur_p->size = (size_t) n_vocab;
+    cur_p->selected = -1;
+    cur_p->sorted = false;
+}
+"""
+
+
+def native_dir() -> Path:
+    """The staged native tree: ``$LLAMA_FFI_NATIVE_DIR`` or ``llama_ffi/_native``."""
+    override = os.environ.get(NATIVE_DIR_ENV)
+    return Path(override).resolve() if override else PACKAGE_DIR / "_native"
+
+
+# --------------------------------------------------------------------------
+# preprocessing
+
+
+def _compiler() -> list[str]:
+    return shlex.split(os.environ.get("CC", "cc")) or ["cc"]
+
+
+def _run_cpp(header: Path, include_dir: Path, *extra: str) -> str:
+    cmd = [*_compiler(), "-E", *extra, "-I", str(include_dir), str(header)]
+    try:
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise RuntimeError(f"C compiler not found ({cmd[0]}); set CC") from exc
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"preprocessing {header} failed:\n{exc.stderr}") from exc
+    return done.stdout
+
+
+_LINEMARKER = re.compile(r'^#\s*(?:line\s+)?\d+\s+"((?:[^"\\]|\\.)*)"')
+
+
+def _split_by_origin(text: str, header: Path, include_dir: Path) -> tuple[str, str]:
+    """Split preprocessor output into (text from ``header``, text from the other headers of ``include_dir``)."""
+    own: list[str] = []
+    deps: list[str] = []
+    target: list[str] | None = None
+    header_key = os.path.normpath(header)
+    include_key = os.path.normpath(include_dir)
+    for line in text.splitlines():
+        marker = _LINEMARKER.match(line)
+        if marker:
+            origin = os.path.normpath(marker.group(1))
+            if origin == header_key:
+                target = own
+            elif os.path.dirname(origin) == include_key:
+                target = deps
+            else:
+                target = None
+            continue
+        if line.startswith("#"):
+            continue  # pragmas
+        if target is not None:
+            target.append(line)
+    return "\n".join(own), "\n".join(deps)
+
+
+def _skip_literal(text: str, i: int) -> int:
+    """Index just past the string/char literal that starts at ``i``."""
+    quote = text[i]
+    i += 1
+    while i < len(text) and text[i] != quote:
+        i += 2 if text[i] == "\\" else 1
+    return i + 1
+
+
+def _matching_paren(text: str, i: int) -> int:
+    """Index just past the parenthesised group that starts at ``text[i] == '('``."""
+    depth = 0
+    while i < len(text):
+        c = text[i]
+        if c in "\"'":
+            i = _skip_literal(text, i)
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise ValueError("unbalanced parentheses in header")
+
+
+_ATTRIBUTE_WITH_ARGS = re.compile(r"\b(__attribute__|__attribute|__declspec|__asm__|__asm|asm)\s*\(")
+_BARE_QUALIFIERS = re.compile(r"\b(__extension__|__restrict__|__restrict|__inline__|__inline|__THROW)\b")
+
+
+def _strip_attributes(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for match in _ATTRIBUTE_WITH_ARGS.finditer(text):
+        if match.start() < pos:
+            continue  # inside an attribute already removed
+        out.append(text[pos : match.start()])
+        pos = _matching_paren(text, match.end() - 1)
+    out.append(text[pos:])
+    return _BARE_QUALIFIERS.sub(" ", "".join(out))
+
+
+def _top_level_declarations(text: str) -> list[str]:
+    """Split C text into top-level declarations (without the trailing ``;``); drop function bodies."""
+    decls: list[str] = []
+    depth = 0
+    start = 0
+    body_open = -1
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in "\"'":
+            i = _skip_literal(text, i)
+            continue
+        if c in "({[":
+            if c == "{" and depth == 0:
+                body_open = i
+            depth += 1
+        elif c in ")}]":
+            depth -= 1
+            if c == "}" and depth == 0 and re.search(r"\)\s*$", text[start:body_open]):
+                start = i + 1  # an inline function definition: not a declaration
+        elif c == ";" and depth == 0:
+            decl = " ".join(text[start:i].split())
+            if decl:
+                decls.append(decl)
+            start = i + 1
+        i += 1
+    return decls
+
+
+# --------------------------------------------------------------------------
+# declaration model
+
+
+class _Decl:
+    """One top-level declaration (a plain class: this file is also exec'd outside any package)."""
+
+    __slots__ = ("kind", "name", "text")
+
+    def __init__(self, kind: str, name: str, text: str) -> None:
+        self.kind = kind  # "struct", "struct_fwd", "enum", "typedef", "function", "other"
+        self.name = name  # "struct X", "enum X", typedef or function name
+        self.text = text
+
+
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+
+
+def _classify(decl: str) -> _Decl:
+    if decl.startswith("typedef "):
+        fnptr = re.search(r"\(\s*\*\s*(\w+)\s*\)\s*\(", decl)
+        if fnptr:
+            return _Decl("typedef", fnptr.group(1), decl)
+        name = _IDENT.findall(decl.rsplit("}", 1)[-1])[-1]
+        return _Decl("typedef", name, decl)
+    tagged = re.match(r"(struct|union|enum)\s+(\w+)\s*(\{)?", decl)
+    if tagged and (tagged.group(3) or tagged.end() == len(decl)):
+        tag, name, body = tagged.groups()
+        if tag == "enum":
+            return _Decl("enum", f"enum {name}", decl)
+        return _Decl("struct" if body else "struct_fwd", f"{tag} {name}", decl)
+    paren = decl.find("(")
+    if paren > 0:
+        return _Decl("function", _IDENT.findall(decl[:paren])[-1], decl)
+    return _Decl("other", "", decl)
+
+
+def _body_span(decl: str) -> tuple[int, int]:
+    """(index of the first ``{``, index of its matching ``}``)."""
+    open_at = decl.index("{")
+    depth = 0
+    for i in range(open_at, len(decl)):
+        if decl[i] == "{":
+            depth += 1
+        elif decl[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return open_at, i
+    raise ValueError(f"unbalanced braces in: {decl[:80]}")
+
+
+def _enum_names_only(decl: str) -> str:
+    """``enum X { A = 1 << 0, B = A, }`` -> ``enum X { A, B, ... }``: the compiler supplies the values."""
+    open_at, close_at = _body_span(decl)
+    names = [item.split("=")[0].strip() for item in decl[open_at + 1 : close_at].split(",")]
+    names = [n for n in names if n]
+    return decl[: open_at + 1] + " " + ", ".join([*names, "..."]) + " " + decl[close_at:]
+
+
+def _partial_struct(decl: str, keep_fields: bool) -> str:
+    """Append ``...;`` to a struct body so the compiler checks/supplies the layout."""
+    open_at, close_at = _body_span(decl)
+    body = decl[open_at + 1 : close_at].strip() if keep_fields else ""
+    if body and not body.endswith(";"):
+        body += ";"
+    return decl[: open_at + 1] + " " + (body + " " if body else "") + "...; " + decl[close_at:]
+
+
+def _references(text: str) -> set[str]:
+    refs = {f"{tag} {name}" for tag, name in re.findall(r"\b(struct|union|enum)\s+(\w+)", text)}
+    refs.update(_IDENT.findall(text))
+    return refs
+
+
+def _dependency_cdef(own: list[_Decl], deps_text: str) -> list[str]:
+    """The ggml/gguf declarations that llama.h's own declarations need, in header order."""
+    deps = [_classify(d) for d in _top_level_declarations(_strip_attributes(deps_text))]
+    defined: dict[str, _Decl] = {}
+    for decl in deps:
+        if decl.kind == "struct_fwd" and decl.name in defined:
+            continue
+        if decl.kind in ("struct", "struct_fwd", "enum", "typedef"):
+            defined[decl.name] = decl
+    own_names = {d.name for d in own}
+    for decl in own:
+        own_names.update(f"{tag} {name}" for tag, name in re.findall(r"\b(struct|union|enum)\s+(\w+)\s*\{", decl.text))
+
+    needed: set[str] = set()
+    pending = set().union(*(_references(d.text) for d in own))
+    while pending:
+        name = pending.pop()
+        if name in needed or name in own_names:
+            continue
+        if name in defined:
+            needed.add(name)
+            decl = defined[name]
+            if decl.kind == "typedef":
+                pending |= _references(decl.text)
+        elif name.startswith(("struct ", "union ")):
+            needed.add(name)  # only ever used through pointers: opaque
+
+    out: list[str] = []
+    emitted: set[str] = set()
+    for name in sorted(n for n in needed if n not in defined):
+        out.append(f"{name};")
+        emitted.add(name)
+    for decl in deps:
+        if decl.name not in needed or decl.name in emitted or defined.get(decl.name) is not decl:
+            continue
+        emitted.add(decl.name)
+        if decl.kind == "enum":
+            out.append(_enum_names_only(decl.text) + ";")
+        elif decl.kind == "struct":
+            out.append(_partial_struct(decl.text, keep_fields=False) + ";")
+        elif decl.kind == "typedef" and "{" in decl.text:
+            out.append(_partial_struct(decl.text, keep_fields=False) + ";")
+        else:
+            out.append(decl.text + ";")
+    return out
+
+
+_INT_LITERAL = re.compile(r"^\(?\s*-?\s*(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\s*\)?$")
+
+
+def _integer_macros(header: Path, include_dir: Path) -> list[str]:
+    """Names of the object-like ``LLAMA_*`` macros whose expansion is an integer literal."""
+    macros: dict[str, str] = {}
+    for line in _run_cpp(header, include_dir, "-dM").splitlines():
+        m = re.match(r"#define\s+(\w+)(\(?)\s*(.*)$", line)
+        if m and not m.group(2):
+            macros[m.group(1)] = m.group(3).strip()
+    names = []
+    for name, value in macros.items():
+        if not name.startswith("LLAMA_"):
+            continue
+        seen = {name}
+        while value in macros and value not in seen:
+            seen.add(value)
+            value = macros[value]
+        if _INT_LITERAL.match(value):
+            names.append(name)
+    return sorted(names)
+
+
+def generate_cdef(include_dir: Path) -> str:
+    """The cdef for ``llama.h`` in ``include_dir`` (without the callbacks and helpers)."""
+    header = include_dir / "llama.h"
+    own_text, deps_text = _split_by_origin(_run_cpp(header, include_dir), header, include_dir)
+    own = [_classify(d) for d in _top_level_declarations(_strip_attributes(own_text))]
+
+    lines = ["/* generated from llama.h by llama_ffi/_cffi_build.py */"]
+    lines += _dependency_cdef(own, deps_text)
+    for decl in own:
+        if decl.kind == "enum":
+            lines.append(_enum_names_only(decl.text) + ";")
+        elif decl.kind == "struct" or (decl.kind == "typedef" and "{" in decl.text):
+            lines.append(_partial_struct(decl.text, keep_fields=True) + ";")
+        elif decl.kind == "other":
+            raise RuntimeError(f"unexpected declaration in llama.h: {decl.text[:120]}")
+        else:
+            lines.append(decl.text + ";")
+    lines += [f"#define {name} ..." for name in _integer_macros(header, include_dir)]
+    return "\n".join(lines) + "\n"
+
+
+def llama_api_functions(header: Path) -> list[str]:
+    """Every function that ``header`` declares with ``LLAMA_API`` (deprecated ones included)."""
+    text = re.sub(r"//[^\n]*", "", header.read_text(encoding="utf-8"))
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    names = set()
+    for m in re.finditer(r"\bLLAMA_API\b([^;{]*?)\b(\w+)\s*\(", text):
+        if m.group(2) not in ("DEPRECATED", "LLAMA_API"):
+            names.add(m.group(2))
+    return sorted(names)
+
+
+# --------------------------------------------------------------------------
+# builder
+
+
+def _build_info(native: Path) -> dict[str, str]:
+    manifest_path = native / "manifest.json"
+    commit = ""
+    if manifest_path.is_file():
+        commit = str(json.loads(manifest_path.read_text(encoding="utf-8")).get("upstream_commit", ""))
+    header_sha = hashlib.sha256((native / "include" / "llama.h").read_bytes()).hexdigest()
+    return {"upstream_commit": commit, "llama_h_sha256": header_sha}
+
+
+def _c_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_ffibuilder(native: Path | None = None) -> cffi.FFI:
+    native = native or native_dir()
+    include_dir = (native / "include").resolve()
+    lib_dir = (native / "lib").resolve()
+    if not (include_dir / "llama.h").is_file():
+        raise RuntimeError(f"llama.h not found in {include_dir}: {BUILD_HINT}")
+
+    builder = cffi.FFI()
+    builder.cdef(generate_cdef(include_dir) + PYTHON_CALLBACKS + HELPERS_CDEF)
+    info = json.dumps(_build_info(native), sort_keys=True)
+    builder.set_source(
+        MODULE_NAME,
+        f'#include "llama.h"\n#define LLAMA_FFI_BUILD_INFO {_c_string(info)}\n' + HELPERS_SOURCE,
+        include_dirs=[str(include_dir)],
+        library_dirs=[str(lib_dir)],
+        libraries=list(LIBRARIES),
+        extra_compile_args=["-Wno-deprecated-declarations"],
+        extra_link_args=["-Wl,-rpath,$ORIGIN/_native/lib"],
+    )
+    return builder
+
+
+ffibuilder = make_ffibuilder()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

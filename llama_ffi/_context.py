@@ -1,0 +1,408 @@
+"""``Context``: owns a ``llama_context*`` (KV cache, decode, logits, state)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from llama_ffi._batch import Batch
+from llama_ffi._callbacks import ABORT_CALLBACK, CallbackSlot
+from llama_ffi._errors import (
+    ContextError,
+    StateError,
+    check_decode,
+    check_pointer,
+    check_size,
+    reraise_pending,
+)
+from llama_ffi._ffi import ffi, lib
+from llama_ffi._model import POOLING_NAMES
+
+if TYPE_CHECKING:
+    from llama_ffi._model import Model
+
+FLASH_ATTN = {
+    "auto": lib.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "enabled": lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": lib.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    "disabled": lib.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+
+POOLING_TYPES = {name: value for value, name in POOLING_NAMES.items()}
+
+ROPE_SCALING = {
+    "none": lib.LLAMA_ROPE_SCALING_TYPE_NONE,
+    "linear": lib.LLAMA_ROPE_SCALING_TYPE_LINEAR,
+    "yarn": lib.LLAMA_ROPE_SCALING_TYPE_YARN,
+    "longrope": lib.LLAMA_ROPE_SCALING_TYPE_LONGROPE,
+}
+
+
+def _ggml_type(name: str) -> int:
+    value = getattr(lib, "GGML_TYPE_" + str(name).upper(), None)
+    if not isinstance(value, int) or str(name).upper() == "COUNT":
+        raise ValueError(f"unknown KV cache type {name!r} (e.g. f16, bf16, q8_0, q4_0)")
+    return value
+
+
+def default_threads() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class Context:
+    """An inference context on a ``Model``: KV cache, decoding, logits and embeddings.
+
+    Not thread-safe: use one context from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        n_ctx: int = 0,
+        n_batch: int = 2048,
+        n_ubatch: int = 512,
+        n_seq_max: int = 1,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        embeddings: bool = False,
+        pooling: str | None = None,
+        flash_attn: str | bool = "auto",
+        type_k: str = "f16",
+        type_v: str = "f16",
+        offload_kqv: bool = True,
+        rope_freq_base: float = 0.0,
+        rope_freq_scale: float = 0.0,
+        rope_scaling: str | None = None,
+        yarn_ext_factor: float | None = None,
+        yarn_attn_factor: float | None = None,
+        yarn_beta_fast: float | None = None,
+        yarn_beta_slow: float | None = None,
+        yarn_orig_ctx: int = 0,
+        kv_unified: bool = True,
+        swa_full: bool = False,
+        no_perf: bool = False,
+    ) -> None:
+        model_ptr = model._require()
+        if n_ctx < 0 or n_batch < 1 or n_ubatch < 1:
+            raise ValueError("n_ctx must be >= 0, n_batch and n_ubatch >= 1")
+        max_seq = lib.llama_max_parallel_sequences()
+        if not 1 <= n_seq_max <= max_seq:
+            raise ValueError(f"n_seq_max must be in 1..{max_seq}")
+        if isinstance(flash_attn, bool):
+            flash_attn = "on" if flash_attn else "off"
+        if flash_attn not in FLASH_ATTN:
+            raise ValueError(f"flash_attn must be one of {sorted(FLASH_ATTN)}, not {flash_attn!r}")
+        pooling_key = "unspecified" if pooling is None else pooling
+        if pooling_key not in POOLING_TYPES:
+            raise ValueError(f"pooling must be None or one of {sorted(POOLING_TYPES)}, not {pooling!r}")
+        if rope_scaling is not None and rope_scaling not in ROPE_SCALING:
+            raise ValueError(f"rope_scaling must be None or one of {sorted(ROPE_SCALING)}")
+
+        threads = n_threads if n_threads and n_threads > 0 else default_threads()
+        threads_batch = n_threads_batch if n_threads_batch and n_threads_batch > 0 else threads
+
+        params = lib.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_ubatch, n_batch)
+        params.n_seq_max = n_seq_max
+        params.n_threads = threads
+        params.n_threads_batch = threads_batch
+        params.embeddings = embeddings
+        params.pooling_type = POOLING_TYPES[pooling_key]
+        params.flash_attn_type = FLASH_ATTN[flash_attn]
+        params.type_k = _ggml_type(type_k)
+        params.type_v = _ggml_type(type_v)
+        params.offload_kqv = offload_kqv
+        params.rope_freq_base = rope_freq_base
+        params.rope_freq_scale = rope_freq_scale
+        if rope_scaling is not None:
+            params.rope_scaling_type = ROPE_SCALING[rope_scaling]
+        if yarn_ext_factor is not None:
+            params.yarn_ext_factor = yarn_ext_factor
+        if yarn_attn_factor is not None:
+            params.yarn_attn_factor = yarn_attn_factor
+        if yarn_beta_fast is not None:
+            params.yarn_beta_fast = yarn_beta_fast
+        if yarn_beta_slow is not None:
+            params.yarn_beta_slow = yarn_beta_slow
+        params.yarn_orig_ctx = yarn_orig_ctx
+        params.kv_unified = kv_unified
+        params.swa_full = swa_full
+        params.no_perf = no_perf
+
+        ptr = check_pointer(
+            lib.llama_init_from_model(model_ptr, params),
+            ContextError,
+            "failed to create the context (see the llama_ffi.native log)",
+        )
+        # the destructor keeps the model's handle alive: a context must be
+        # freed before its model even when both are garbage at once
+        self._ptr: Any = ffi.gc(ptr, lambda p, _model=model_ptr: lib.llama_free(p))
+        self.model = model
+        self._mem: Any = lib.llama_get_memory(ptr)
+        self.n_ctx: int = lib.llama_n_ctx(ptr)
+        self.n_ctx_seq: int = lib.llama_n_ctx_seq(ptr)
+        self.n_batch: int = lib.llama_n_batch(ptr)
+        self.n_ubatch: int = lib.llama_n_ubatch(ptr)
+        self.n_seq_max: int = lib.llama_n_seq_max(ptr)
+        self.n_vocab: int = model.vocab.n_tokens
+        self.embeddings: bool = embeddings
+        self.pooling: str = POOLING_NAMES.get(lib.llama_pooling_type(ptr), "unspecified")
+        self._causal: bool = bool(lib.llama_get_causal_attn(ptr))
+        self._outputs: Sequence[int] = ()  # batch indices with logits from the last decode
+        self._abort: CallbackSlot | None = None
+        model._add_dependent(self)
+
+    # ------------------------------------------------------------------ C handle
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def _require(self) -> Any:
+        ptr = self._ptr
+        if ptr is None:
+            raise ContextError("the context is closed")
+        return ptr
+
+    def close(self) -> None:
+        if self._ptr is None:
+            return
+        ptr, self._ptr = self._ptr, None
+        self._mem = None
+        ffi.release(ptr)
+        self._abort = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Context n_ctx={self.n_ctx} n_seq_max={self.n_seq_max}{' closed' if self._ptr is None else ''}>"
+
+    # ------------------------------------------------------------------ decoding
+
+    def _check_batch(self, batch: Batch, limit: int, what: str) -> None:
+        n = len(batch)
+        if n == 0:
+            raise ContextError(f"cannot {what} an empty batch")
+        if batch.closed:
+            raise ContextError("the batch is closed")
+        if n > limit:
+            raise ContextError(f"batch of {n} tokens exceeds the context's limit of {limit} for {what}")
+
+    def decode(self, batch: Batch) -> None:
+        """Run the model on ``batch``; ``DecodeError`` (``code`` 1: no KV space) on failure."""
+        ptr = self._require()
+        limit = self.n_batch if self._causal else min(self.n_batch, self.n_ubatch)
+        self._check_batch(batch, limit, "decode")
+        self._outputs = ()
+        code = lib.llama_decode(ptr, batch._struct)
+        if code:
+            self._raise_callback_error()
+            check_decode(code, "llama_decode")
+        self._outputs = tuple(batch.outputs)
+
+    def encode(self, batch: Batch) -> None:
+        """Run the encoder (encoder-decoder and embedding models) on ``batch``."""
+        ptr = self._require()
+        self._check_batch(batch, min(self.n_batch, self.n_ubatch), "encode")
+        self._outputs = ()
+        code = lib.llama_encode(ptr, batch._struct)
+        if code:
+            self._raise_callback_error()
+            check_decode(code, "llama_encode")
+        self._outputs = tuple(range(len(batch)))
+
+    def _raise_callback_error(self) -> None:
+        if self._abort is not None:
+            reraise_pending(self._abort.errors)
+
+    def _check_output(self, i: int) -> None:
+        outputs = self._outputs
+        if i in outputs or (i < 0 and -i <= len(outputs)):
+            return
+        raise ContextError(f"batch index {i} has no output (add the token with logits=True)")
+
+    def logits_ith(self, i: int) -> Any:
+        """The ``n_vocab`` logits of batch index ``i`` (a ``float*`` view valid until the next decode)."""
+        ptr = self._require()
+        self._check_output(i)
+        return check_pointer(lib.llama_get_logits_ith(ptr, i), ContextError, f"no logits for batch index {i}")
+
+    def logits_list(self, i: int) -> list[float]:
+        return ffi.unpack(self.logits_ith(i), self.n_vocab)
+
+    def embeddings_ith(self, i: int) -> list[float]:
+        """The output embedding of batch index ``i`` (contexts made with ``embeddings=True``)."""
+        ptr = self._require()
+        self._check_output(i)
+        row = check_pointer(lib.llama_get_embeddings_ith(ptr, i), ContextError, f"no embeddings for batch index {i}")
+        return ffi.unpack(row, self.model.n_embd_out)
+
+    def embeddings_seq(self, seq_id: int) -> list[float]:
+        """The pooled embedding of a sequence (contexts with a pooling type other than none)."""
+        ptr = self._require()
+        self._check_seq(seq_id)
+        row = check_pointer(
+            lib.llama_get_embeddings_seq(ptr, seq_id),
+            ContextError,
+            f"no pooled embedding for sequence {seq_id} (is the context pooling?)",
+        )
+        n = lib.llama_model_n_cls_out(self.model._require()) if self.pooling == "rank" else self.model.n_embd_out
+        return ffi.unpack(row, n)
+
+    def set_abort_callback(self, fn: Callable[[], bool] | None) -> None:
+        """``fn()`` returning True aborts the running decode (``DecodeError`` code 2)."""
+        ptr = self._require()
+        if fn is None:
+            lib.llama_set_abort_callback(ptr, ffi.NULL, ffi.NULL)
+            self._abort = None
+            return
+        slot = CallbackSlot(fn)
+        lib.llama_set_abort_callback(ptr, ABORT_CALLBACK, slot.handle)
+        self._abort = slot
+
+    def set_n_threads(self, n_threads: int, n_threads_batch: int) -> None:
+        if n_threads < 1 or n_threads_batch < 1:
+            raise ValueError("thread counts must be >= 1")
+        lib.llama_set_n_threads(self._require(), n_threads, n_threads_batch)
+
+    def set_embeddings(self, enabled: bool) -> None:
+        lib.llama_set_embeddings(self._require(), enabled)
+        self.embeddings = enabled
+
+    def perf(self) -> dict[str, float]:
+        data = lib.llama_perf_context(self._require())
+        return {
+            "t_start_ms": data.t_start_ms,
+            "t_load_ms": data.t_load_ms,
+            "t_p_eval_ms": data.t_p_eval_ms,
+            "t_eval_ms": data.t_eval_ms,
+            "n_p_eval": data.n_p_eval,
+            "n_eval": data.n_eval,
+            "n_reused": data.n_reused,
+        }
+
+    def perf_reset(self) -> None:
+        lib.llama_perf_context_reset(self._require())
+
+    # ------------------------------------------------------------------ memory (KV cache)
+
+    def _memory(self) -> Any:
+        self._require()
+        return self._mem
+
+    def _check_seq(self, seq_id: int, *, allow_any: bool = False) -> None:
+        if isinstance(seq_id, bool) or not isinstance(seq_id, int):
+            raise TypeError("sequence ids are ints")
+        if allow_any and seq_id < 0:
+            return
+        if not 0 <= seq_id < self.n_seq_max:
+            raise ValueError(f"sequence id {seq_id} out of range 0..{self.n_seq_max - 1}")
+
+    @property
+    def memory_can_shift(self) -> bool:
+        return bool(lib.llama_memory_can_shift(self._memory()))
+
+    def memory_clear(self, data: bool = True) -> None:
+        lib.llama_memory_clear(self._memory(), data)
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        """Remove positions ``[p0, p1)`` of ``seq`` (-1: any sequence / open end); False if impossible."""
+        self._check_seq(seq, allow_any=True)
+        return bool(lib.llama_memory_seq_rm(self._memory(), seq, p0, p1))
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        self._check_seq(src)
+        self._check_seq(dst)
+        lib.llama_memory_seq_cp(self._memory(), src, dst, p0, p1)
+
+    def seq_keep(self, seq: int) -> None:
+        self._check_seq(seq)
+        lib.llama_memory_seq_keep(self._memory(), seq)
+
+    def _check_shift(self) -> None:
+        if not self.memory_can_shift:
+            raise ContextError("this context's memory cannot shift positions")
+
+    def seq_add(self, seq: int, p0: int, p1: int, delta: int) -> None:
+        self._check_seq(seq)
+        self._check_shift()
+        lib.llama_memory_seq_add(self._memory(), seq, p0, p1, delta)
+
+    def seq_div(self, seq: int, p0: int, p1: int, d: int) -> None:
+        self._check_seq(seq)
+        if d < 1:
+            raise ValueError("seq_div divisor must be >= 1")
+        self._check_shift()
+        lib.llama_memory_seq_div(self._memory(), seq, p0, p1, d)
+
+    def seq_pos_min(self, seq: int) -> int:
+        self._check_seq(seq)
+        return lib.llama_memory_seq_pos_min(self._memory(), seq)
+
+    def seq_pos_max(self, seq: int) -> int:
+        """Largest position held for ``seq``; -1 when it is empty."""
+        self._check_seq(seq)
+        return lib.llama_memory_seq_pos_max(self._memory(), seq)
+
+    # ------------------------------------------------------------------ state
+
+    def state_seq_get(self, seq: int) -> bytes:
+        """A snapshot of one sequence's state (KV cache) as bytes."""
+        ptr = self._require()
+        self._check_seq(seq)
+        size = lib.llama_state_seq_get_size(ptr, seq)
+        buf = ffi.new("uint8_t[]", max(size, 1))
+        n = lib.llama_state_seq_get_data(ptr, buf, size, seq)
+        check_size(n, StateError, f"could not read the state of sequence {seq}")
+        return ffi.buffer(buf, n)[:]
+
+    def state_seq_set(self, seq: int, data: bytes) -> int:
+        """Load a ``state_seq_get`` snapshot into ``seq``; returns the bytes read."""
+        ptr = self._require()
+        self._check_seq(seq)
+        if not data:
+            raise StateError("empty state")
+        src = ffi.from_buffer("uint8_t[]", data)
+        n = lib.llama_state_seq_set_data(ptr, src, len(data), seq)
+        return check_size(n, StateError, f"could not restore the state of sequence {seq}")
+
+    def state_seq_save_file(self, path: str | os.PathLike[str], seq: int, tokens: Sequence[int]) -> int:
+        """Write ``seq``'s state and its ``tokens`` to ``path``; returns the bytes written."""
+        ptr = self._require()
+        self._check_seq(seq)
+        self.model.vocab.check_tokens(tokens)
+        arr = ffi.new("llama_token[]", list(tokens)) if tokens else ffi.NULL
+        n = lib.llama_state_seq_save_file(ptr, os.fsencode(path), seq, arr, len(tokens))
+        return check_size(n, StateError, f"could not save sequence {seq} to {os.fspath(path)}")
+
+    def state_seq_load_file(self, path: str | os.PathLike[str], seq: int) -> list[int]:
+        """Restore ``seq`` from a ``state_seq_save_file`` file; returns its tokens."""
+        ptr = self._require()
+        self._check_seq(seq)
+        if not os.path.isfile(path):
+            raise StateError(f"no state file at {os.fspath(path)}")
+        fpath = os.fsencode(path)
+        count = ffi.new("size_t *")
+        check_size(
+            lib.llama_state_seq_load_file(ptr, fpath, seq, ffi.NULL, 0, count),
+            StateError,
+            f"{os.fspath(path)} is not a sequence state file for this model",
+        )
+        capacity = max(count[0], 1)
+        tokens = ffi.new("llama_token[]", capacity)
+        n = lib.llama_state_seq_load_file(ptr, fpath, seq, tokens, capacity, count)
+        check_size(n, StateError, f"could not load sequence {seq} from {os.fspath(path)}")
+        return ffi.unpack(tokens, count[0])
+

@@ -1,0 +1,89 @@
+"""The only importer of the compiled cffi module (``llama_ffi._llama_cffi``).
+
+Importing this module fails with ``NativeLibraryError`` (an ``ImportError``)
+when the extension is missing, cannot load libllama, or was compiled against
+a different libllama than the one staged in ``llama_ffi/_native``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from llama_ffi._errors import native_library_missing
+
+NATIVE_DIR = Path(__file__).resolve().parent / "_native"
+
+try:
+    from llama_ffi._llama_cffi import ffi, lib
+except ImportError as exc:
+    native_library_missing(f"cannot import the compiled binding llama_ffi._llama_cffi ({exc})", exc)
+
+
+def build_info() -> dict[str, str]:
+    """What the extension was compiled against: ``upstream_commit`` and ``llama_h_sha256``."""
+    return json.loads(ffi.string(lib.llama_ffi_build_info()).decode("utf-8"))
+
+
+def _check_build_matches_native() -> None:
+    info = build_info()
+    manifest = NATIVE_DIR / "manifest.json"
+    if info.get("upstream_commit") and manifest.is_file():
+        try:
+            staged = str(json.loads(manifest.read_text(encoding="utf-8")).get("upstream_commit", ""))
+        except (OSError, ValueError) as exc:
+            native_library_missing(f"{manifest} is unreadable ({exc})", exc)
+        if staged and staged != info["upstream_commit"]:
+            native_library_missing(
+                f"the binding was compiled against llama.cpp {info['upstream_commit']} "
+                f"but llama_ffi/_native holds {staged}; rebuild the binding"
+            )
+    header = NATIVE_DIR / "include" / "llama.h"
+    if info.get("llama_h_sha256") and header.is_file():
+        if hashlib.sha256(header.read_bytes()).hexdigest() != info["llama_h_sha256"]:
+            native_library_missing("llama_ffi/_native/include/llama.h changed since the binding was compiled")
+
+
+_check_build_matches_native()
+
+
+class _Backend:
+    """Process-wide libllama state: ``llama_backend_init`` and the log route, set up once.
+
+    libllama's backend and logger are global to the process, so this is the
+    one process-wide object of the package; it also keeps the log route's
+    cffi handle alive for as long as libllama may call it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready = False
+        self.log_route: Any = None
+
+    def ensure(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            from llama_ffi._log import NativeLogRoute
+
+            route = NativeLogRoute()
+            route.install()
+            self.log_route = route
+            lib.llama_backend_init()
+            self._ready = True
+
+
+_BACKEND = _Backend()
+
+
+def ensure_backend() -> None:
+    """Initialise libllama (once per process, thread-safe) and route its log to ``logging``."""
+    _BACKEND.ensure()
+
+
+__all__ = ["ffi", "lib", "build_info", "ensure_backend", "NATIVE_DIR"]
