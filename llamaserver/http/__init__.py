@@ -1,0 +1,46 @@
+"""The HTTP layer: Quart blueprints over the engine, one per :class:`LlamaServer`.
+
+``create_blueprint(ctx, name=..., url_prefix=...)`` returns a fresh blueprint whose views
+close over ``ctx`` (an :class:`ApiContext`), so several servers can be mounted in one app.
+
+Endpoints (module)::
+
+    GET  /health /v1/health                      _status      public even with API keys
+    GET  /props        POST /props (--props)     _status
+    GET  /slots        POST /slots/<id>?action=  _status      save | restore | erase
+    GET  /models /v1/models                      _status      public even with API keys
+    POST /completion /completions /infill        _completion  llama.cpp's own API
+    POST /v1/completions                         _oai_completions
+    POST /v1/chat/completions /chat/completions  _chat
+    POST /apply-template                         _chat
+    POST /embedding /embeddings /v1/embeddings   _embeddings  (--embedding)
+    POST /tokenize /detokenize                   _tokenize
+    GET  /metrics                                _metrics     (--metrics)
+
+Request bodies are parsed by ``_body`` (strict JSON, bounded nesting, pydantic models);
+every failure becomes an answer in ``_errors``, the single translation point.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint
+
+from . import (_chat, _completion, _embeddings, _metrics, _oai_completions, _status,
+               _tokenize)
+from ._auth import add_auth
+from ._context import ApiContext
+from ._errors import ApiError, error_response, register_error_handlers
+
+__all__ = ["ApiContext", "ApiError", "create_blueprint", "error_response",
+           "register_error_handlers"]
+
+
+def create_blueprint(ctx: ApiContext, *, name: str = "llamaserver",
+                     url_prefix: str | None = None) -> Blueprint:
+    bp = Blueprint(name, __name__, url_prefix=url_prefix or None)
+    register_error_handlers(bp)
+    add_auth(bp, ctx)
+    for module in (_status, _completion, _oai_completions, _chat, _embeddings, _tokenize,
+                   _metrics):
+        module.add_routes(bp, ctx)
+    return bp

@@ -1,0 +1,115 @@
+"""Reading request bodies: strict JSON, bounded nesting, typed validation.
+
+Python's ``json`` accepts ``NaN``/``Infinity`` and turns ``1e999`` into ``inf``; neither is
+JSON a client should be able to push into the sampler, so both are rejected here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from quart import Request
+
+from ._errors import invalid
+
+MAX_DEPTH = 64
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    """``json.loads`` that refuses non-finite numbers and deep nesting (400 on failure)."""
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise invalid(f"JSON nesting is deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, non-finite numbers, huge ints
+        raise invalid(f"Invalid JSON in request body: {exc}") from None
+    _check_depth(value)
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise invalid(f"JSON nesting is deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body counts as ``{}``."""
+    raw = await request.get_data(as_text=False)
+    if not raw.strip():
+        return {}
+    value = loads_strict(raw)
+    if not isinstance(value, dict):
+        raise invalid("Request body must be a JSON object")
+    return value
+
+
+def validate(model: type[M], data: Any) -> M:
+    """``model.model_validate(data)`` with validation failures as one 400 message."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if not _is_union_tag(p))
+        msg = err.get("msg", "invalid value")
+        parts.append(f"'{loc}': {msg}" if loc else msg)
+    more = len(exc.errors()) - 5
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "Invalid request: " + "; ".join(parts)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic names the union member it tried ("list[int]", "function-after[...]");
+    # that is noise for a client.
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool",
+                                                               "dict", "list", "none"})
+
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 128.0 is a fine token count (upstream accepts it too),
+    # 128.5 is not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+"""An integer that also accepts an integral float such as ``128.0`` (but never a bool)."""
+
+
+class ApiModel(BaseModel):
+    """Base of request models: strict types (no "5" for 5), unknown fields kept."""
+
+    model_config = ConfigDict(strict=True, extra="allow", protected_namespaces=())

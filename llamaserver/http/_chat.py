@@ -1,0 +1,200 @@
+"""OpenAI chat completions (POST /v1/chat/completions) and POST /apply-template.
+
+The conversation is rendered by the engine's ``ChatTemplate`` (llama_ffi's sandboxed Jinja)
+off the event loop, then generated like any prompt.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import Field
+from quart import Blueprint, Response, request
+
+from ..engine import Engine, FinalEvent
+from .._json_grammar import JSON_GRAMMAR
+from ._body import ApiModel, JsonInt, read_json_object, validate
+from ._context import ApiContext, json_response
+from ._errors import invalid, not_supported
+from ._openai import (OpenAIOptions, chat_logprobs, finish_reason, include_usage, new_id,
+                      now, usage)
+from ._options import effective_seed, resolve_grammar, to_generation_request
+from ._streaming import (SSE_DONE, drain_all, merge_events, open_all, sse_error, sse_event,
+                         sse_response)
+
+
+class ChatMessage(ApiModel):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(OpenAIOptions):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: JsonInt | None = Field(None, ge=-1, le=2**31 - 1)
+    logprobs: bool = False
+    top_logprobs: JsonInt | None = Field(None, ge=0, le=20)
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    add_generation_prompt: bool = True
+
+
+class TemplateRequest(ApiModel):
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    add_generation_prompt: bool = True
+
+
+def _flatten_content(message: ChatMessage) -> dict[str, Any]:
+    """A message as the template sees it: extra fields kept, text parts joined."""
+    data = message.model_dump(exclude_none=True)
+    content = message.content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            kind = part.get("type")
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind in ("image_url", "input_audio", "input_video", "image", "file"):
+                raise not_supported(f"'{kind}' message content is not supported by this "
+                                    "server (it has no multimodal projector)")
+            else:
+                raise invalid("message content parts must be {\"type\": \"text\", \"text\": ...}")
+        data["content"] = "\n".join(texts)
+    elif content is None:
+        data["content"] = ""
+    return data
+
+
+def render_chat(engine: Engine, messages: list[ChatMessage], *, tools: Any = None,
+                add_generation_prompt: bool = True,
+                kwargs: dict[str, Any] | None = None) -> str:
+    template = engine.chat_template
+    if template is None:
+        raise invalid("This model has no chat template; start the server with "
+                      "--chat-template")
+    flat = [_flatten_content(m) for m in messages]
+    extra = dict(kwargs or {})
+    return template.render(flat, add_generation_prompt=add_generation_prompt, tools=tools,
+                           **extra)
+
+
+def _strip_bos(engine: Engine, prompt: str) -> str:
+    """Templates often write the BOS text themselves; the tokenizer adds it once."""
+    vocab = engine.vocab
+    if vocab.add_bos and vocab.bos >= 0:
+        bos = vocab.token_to_piece(vocab.bos, special=True).decode("utf-8", "replace")
+        if bos and prompt.startswith(bos):
+            prompt = prompt[len(bos):]
+    return prompt
+
+
+def _response_format_grammar(opts: ChatRequest) -> str | None:
+    fmt = opts.response_format
+    if not fmt:
+        return resolve_grammar(opts)
+    kind = fmt.get("type")
+    if kind == "text":
+        return resolve_grammar(opts)
+    if kind == "json_object":
+        schema = fmt.get("schema")
+        return resolve_grammar(opts, schema) if schema is not None else JSON_GRAMMAR
+    if kind == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if schema is None:
+            schema = fmt.get("schema")
+        if schema is None:
+            raise invalid("'response_format' of type json_schema needs a 'schema'")
+        return resolve_grammar(opts, schema)
+    raise invalid("'response_format.type' must be 'text', 'json_object' or 'json_schema'")
+
+
+def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
+    async def chat_completions() -> Response:
+        opts = validate(ChatRequest, await read_json_object(request))
+        engine = ctx.ready_engine()
+        if opts.max_completion_tokens is not None and opts.max_tokens is None:
+            opts.max_tokens = opts.max_completion_tokens
+        if opts.logprobs and not opts.n_probs:
+            opts.n_probs = max(opts.top_logprobs or 0, 1)
+        grammar = _response_format_grammar(opts)
+        rendered = await ctx.run_blocking(functools.partial(
+            render_chat, engine, opts.messages, tools=opts.tools,
+            add_generation_prompt=opts.add_generation_prompt,
+            kwargs=opts.chat_template_kwargs))
+        prompt = _strip_bos(engine, rendered)
+        base_seed = effective_seed(opts, ctx.settings)
+        requests = []
+        for j in range(opts.n):
+            seed = base_seed if base_seed == 0xFFFFFFFF else (base_seed + j) & 0xFFFFFFFF
+            requests.append(to_generation_request(opts, engine, ctx.settings, prompt,
+                                                  grammar=grammar,
+                                                  seed=seed))
+        sources = await open_all(ctx, requests)
+        head = {"id": new_id("chatcmpl"), "created": now(),
+                "model": opts.model or ctx.model_id, "system_fingerprint": ctx.fingerprint}
+        if opts.stream:
+            return sse_response(_stream(sources, head, opts))
+        outcomes = await drain_all(sources)
+        choices = [{
+            "index": index,
+            "message": {"role": "assistant", "content": outcome.final.content},
+            "logprobs": chat_logprobs(outcome.probs) if opts.logprobs else None,
+            "finish_reason": finish_reason(outcome.final),
+        } for index, outcome in enumerate(outcomes)]
+        finals = [o.final for o in outcomes]
+        return json_response({**head, "object": "chat.completion", "choices": choices,
+                              "usage": usage(finals, opts.n), "timings": finals[0].timings})
+
+    bp.add_url_rule("/v1/chat/completions", "v1_chat_completions", chat_completions,
+                    methods=["POST"])
+    bp.add_url_rule("/chat/completions", "chat_completions", chat_completions,
+                    methods=["POST"])
+
+    @bp.post("/apply-template")
+    async def apply_template() -> Response:
+        opts = validate(TemplateRequest, await read_json_object(request))
+        engine = ctx.ready_engine()
+        rendered = await ctx.run_blocking(functools.partial(
+            render_chat, engine, opts.messages, tools=opts.tools,
+            add_generation_prompt=opts.add_generation_prompt,
+            kwargs=opts.chat_template_kwargs))
+        return json_response({"prompt": rendered})
+
+
+async def _stream(sources: list[Any], head: dict[str, Any], opts: ChatRequest
+                  ) -> AsyncIterator[bytes]:
+    head = {**head, "object": "chat.completion.chunk"}
+    finals: dict[int, FinalEvent] = {}
+    try:
+        for index in range(len(sources)):
+            yield sse_event({**head, "choices": [{
+                "index": index, "delta": {"role": "assistant", "content": ""},
+                "logprobs": None, "finish_reason": None}]})
+        async for index, event in merge_events(sources):
+            if isinstance(event, FinalEvent):
+                finals[index] = event
+                chunk = {**head, "choices": [{"index": index, "delta": {}, "logprobs": None,
+                                              "finish_reason": finish_reason(event)}]}
+                if len(finals) == len(sources):
+                    chunk["timings"] = event.timings
+                yield sse_event(chunk)
+            elif event.text or event.probs:
+                logprobs = chat_logprobs(event.probs or []) if opts.logprobs else None
+                yield sse_event({**head, "choices": [{
+                    "index": index, "delta": {"content": event.text}, "logprobs": logprobs,
+                    "finish_reason": None}]})
+        if include_usage(opts):
+            ordered = [finals[i] for i in sorted(finals)]
+            yield sse_event({**head, "choices": [], "usage": usage(ordered, opts.n)})
+        yield SSE_DONE
+    except Exception as exc:
+        yield sse_error(exc)
+    finally:
+        for source in sources:
+            await source.close()

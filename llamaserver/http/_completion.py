@@ -1,0 +1,179 @@
+"""llama.cpp's own completion API: POST /completion (/completions) and POST /infill."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from ..engine import Engine, FinalEvent, TokenEvent
+from ._body import JsonInt, read_json_object, validate
+from ._context import ApiContext, dumps, json_response
+from ._errors import invalid, not_supported
+from ._options import GenerationOptions, resolve_grammar, to_generation_request
+from ._streaming import EventSource, Outcome, sse_error, sse_event, sse_response
+
+
+_log = logging.getLogger("llamaserver.http")
+
+
+class CompletionRequest(GenerationOptions):
+    # One prompt: a string, token ids, or a mix of both (strings are tokenized in place).
+    prompt: str | list[JsonInt | str]
+
+
+class InfillRequest(GenerationOptions):
+    input_prefix: str = ""
+    input_suffix: str = ""
+    input_extra: list[dict[str, Any]] = []
+    prompt: str = ""
+
+
+def stop_type(final: FinalEvent) -> str:
+    if final.stopped_eos:
+        return "eos"
+    if final.stopped_word:
+        return "word"
+    if final.stopped_limit:
+        return "limit"
+    return "none"
+
+
+def final_payload(ctx: ApiContext, outcome: Outcome, opts: GenerationOptions, *,
+                  streamed: bool) -> dict[str, Any]:
+    """The seed's result object (in a stream: the last event, whose content was sent)."""
+    final = outcome.final
+    payload: dict[str, Any] = {
+        "content": "" if streamed else final.content,
+        "id_slot": final.id_slot,
+        "stop": True,
+        "model": ctx.model_id,
+        "tokens_predicted": final.tokens_predicted,
+        "tokens_evaluated": final.tokens_evaluated,
+        "generation_settings": {**final.generation_settings, "stream": opts.stream},
+        "prompt": final.prompt,
+        "truncated": final.truncated,
+        "stopped_eos": final.stopped_eos,
+        "stopped_word": final.stopped_word,
+        "stopped_limit": final.stopped_limit,
+        "stopping_word": final.stopping_word,
+        "stop_type": stop_type(final),
+        "tokens_cached": final.tokens_cached,
+        "timings": final.timings,
+        "index": 0,
+        "tokens": list(final.tokens) if (opts.return_tokens and not streamed) else [],
+    }
+    if (opts.n_probs or 0) > 0:
+        payload["completion_probabilities"] = [] if streamed else outcome.probs
+    return payload
+
+
+def partial_payload(event: TokenEvent, opts: GenerationOptions) -> dict[str, Any]:
+    payload: dict[str, Any] = {"content": event.text, "stop": False, "index": 0,
+                               "tokens": list(event.tokens)}
+    if (opts.n_probs or 0) > 0:
+        payload["completion_probabilities"] = event.probs or []
+    return payload
+
+
+async def respond(ctx: ApiContext, source: EventSource, opts: GenerationOptions) -> Response:
+    if not opts.stream:
+        payload = final_payload(ctx, await source.drain(), opts, streamed=False)
+        if ctx.settings.verbose:
+            _log.info("/completion response: %s", dumps(payload))
+        return json_response(payload)
+    return sse_response(_stream(ctx, source, opts))
+
+
+async def _stream(ctx: ApiContext, source: EventSource, opts: GenerationOptions
+                  ) -> AsyncIterator[bytes]:
+    try:
+        async for event in source.events():
+            if isinstance(event, FinalEvent):
+                yield sse_event(final_payload(ctx, Outcome(event), opts, streamed=True))
+            elif event.text or event.probs:
+                yield sse_event(partial_payload(event, opts))
+    except Exception as exc:
+        yield sse_error(exc)
+    finally:
+        await source.close()
+
+
+# Spellings of fill-in-the-middle tokens in common vocabularies, for a Vocab that does not
+# expose libllama's FIM ids.
+_FIM_TEXTS = {
+    "fim_pre": ("<fim_prefix>", "<|fim_prefix|>", "<|fim▁begin|>", "<PRE>"),
+    "fim_suf": ("<fim_suffix>", "<|fim_suffix|>", "<|fim▁hole|>", "<SUF>"),
+    "fim_mid": ("<fim_middle>", "<|fim_middle|>", "<|fim▁end|>", "<MID>"),
+    "fim_rep": ("<reponame>", "<|repo_name|>", "<repo_name>"),
+    "fim_sep": ("<file_sep>", "<|file_sep|>"),
+}
+
+
+def _fim_token(engine: Engine, name: str) -> int:
+    vocab = engine.vocab
+    tok = getattr(vocab, name, None)
+    if isinstance(tok, int):
+        return tok
+    for text in _FIM_TEXTS[name]:
+        ids = vocab.tokenize(text, add_special=False, parse_special=True)
+        if len(ids) == 1 and vocab.is_control(ids[0]):
+            return ids[0]
+    return -1
+
+
+def infill_prompt(engine: Engine, req: InfillRequest, spm: bool) -> list[int | str]:
+    """Prefix/suffix/middle prompt built from the model's fill-in-the-middle tokens."""
+    pre, suf, mid = (_fim_token(engine, n) for n in ("fim_pre", "fim_suf", "fim_mid"))
+    if min(pre, suf, mid) < 0:
+        raise not_supported("This model has no fill-in-the-middle tokens; /infill is not "
+                            "available")
+    rep, sep = _fim_token(engine, "fim_rep"), _fim_token(engine, "fim_sep")
+    prompt: list[int | str] = []
+    if engine.vocab.add_bos and engine.vocab.bos >= 0:
+        prompt.append(engine.vocab.bos)
+    chunks = []
+    for chunk in req.input_extra:
+        text, filename = chunk.get("text"), chunk.get("filename", "")
+        if not isinstance(text, str) or not isinstance(filename, str):
+            raise invalid("'input_extra' items must be {\"filename\": str, \"text\": str}")
+        chunks.append((filename, text))
+    if chunks and rep >= 0 and sep >= 0:  # repository-level layout
+        prompt += [rep, "myproject\n"]
+        for filename, text in chunks:
+            prompt += [sep, f"{filename}\n{text}"]
+        prompt += [sep, "filename\n"]
+    else:
+        prompt += [f"{filename}\n{text}" if filename else text for filename, text in chunks]
+    if spm:
+        prompt += [suf, req.input_suffix, pre, req.input_prefix]
+    else:
+        prompt += [pre, req.input_prefix, suf, req.input_suffix]
+    prompt += [mid] + ([req.prompt] if req.prompt else [])
+    return [p for p in prompt if p != ""]
+
+
+def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
+    async def completion() -> Response:
+        data = await read_json_object(request)
+        if ctx.settings.verbose:
+            _log.info("/completion request: %s", dumps(data))
+        opts = validate(CompletionRequest, data)
+        engine = ctx.ready_engine()
+        gen = to_generation_request(opts, engine, ctx.settings, opts.prompt,
+                                    grammar=resolve_grammar(opts))
+        return await respond(ctx, await EventSource.open(ctx, gen), opts)
+
+    bp.add_url_rule("/completion", "completion", completion, methods=["POST"])
+    bp.add_url_rule("/completions", "completions", completion, methods=["POST"])
+
+    @bp.post("/infill")
+    async def infill() -> Response:
+        opts = validate(InfillRequest, await read_json_object(request))
+        engine = ctx.ready_engine()
+        prompt = infill_prompt(engine, opts, ctx.settings.spm_infill)
+        gen = to_generation_request(opts, engine, ctx.settings, prompt, add_special=False,
+                                    grammar=resolve_grammar(opts))
+        return await respond(ctx, await EventSource.open(ctx, gen), opts)

@@ -1,0 +1,151 @@
+"""What the HTTP views of one server share: settings, the engine, metrics, the key list.
+
+One ``ApiContext`` per :class:`llamaserver.LlamaServer`; the views close over it, so two
+servers in one process never see each other's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry
+from quart import Response
+
+from ..engine import Engine
+from ..settings import ServerSettings
+from ._errors import ApiError
+from ._metrics import EngineCollector
+
+T = TypeVar("T")
+
+
+class ApiContext:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.load_error: BaseException | None = None
+        self.model_path: Path | None = settings.model
+        self.created = int(time.time())
+        self.executor: ThreadPoolExecutor | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(EngineCollector(self))
+        self.build_info, self.fingerprint = _build_info()
+        self._api_keys = [key.encode("utf-8") for key in settings.all_api_keys()]
+
+    # ---- engine ------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """``loading`` / ``ready`` / ``error`` as /health reports it."""
+        if self.load_error is not None:
+            return "error"
+        if self.engine is None:
+            return "loading"
+        return self.engine.state
+
+    def ready_engine(self) -> Engine:
+        """The engine, or the 503/500 answer a request gets while it cannot serve."""
+        state = self.state
+        if state == "ready":
+            assert self.engine is not None
+            return self.engine
+        if state == "error":
+            raise ApiError(500, "Model failed to load", "server_error")
+        raise ApiError(503, "Loading model", "unavailable_error", retry_after=1)
+
+    @property
+    def model_id(self) -> str:
+        """The model's name in API answers: --alias, else the model path."""
+        if self.settings.alias:
+            return self.settings.alias
+        if self.model_path is not None:
+            return str(self.model_path)
+        return "default"
+
+    # ---- blocking work -----------------------------------------------------------------
+    def start_executor(self) -> None:
+        if self.executor is None:
+            workers = self.settings.threads_http or max((os.cpu_count() or 2) - 1,
+                                                        self.settings.parallel + 2)
+            self.executor = ThreadPoolExecutor(max_workers=workers,
+                                               thread_name_prefix="llamaserver-http")
+
+    def stop_executor(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound per-request work (tokenizing, templating) off the event loop."""
+        if self.executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    # ---- API keys ----------------------------------------------------------------------
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self._api_keys)
+
+    def key_is_valid(self, headers: Mapping[str, str]) -> bool:
+        presented = _presented_key(headers)
+        if presented is None:
+            return False
+        candidate = presented.encode("utf-8", "surrogateescape")
+        # Compare against every key so the time taken does not tell which one matched.
+        matched = False
+        for key in self._api_keys:
+            matched |= hmac.compare_digest(candidate, key)
+        return matched
+
+
+def _build_info() -> tuple[str, str]:
+    try:
+        from llama_ffi import native_manifest
+
+        commit = str(native_manifest().get("upstream_commit", ""))[:9]
+    except Exception:  # a missing manifest must not keep the server from starting
+        commit = ""
+    commit = commit or "unknown"
+    return f"llama.cpp-{commit}", f"b{commit}"
+
+
+def _presented_key(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("Authorization")
+    if auth:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = headers.get("X-Api-Key")
+    if key:
+        return key.strip()
+    return None
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """JSON answer; a non-finite float (a timing of 0 tokens, say) becomes null."""
+    return Response(dumps(payload), status=status, content_type="application/json")
+
+
+def dumps(payload: Any) -> str:
+    try:
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(payload), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,111 @@
+"""The one place where failures become HTTP answers.
+
+Every error leaves the server as ``{"error": {"code", "message", "type"}}`` (llama.cpp's and
+OpenAI's shape)::
+
+    ApiError (this module)         raised by the HTTP layer itself, carries status and type
+    engine.EngineError             .status / .type chosen by the engine (InvalidRequest 400,
+                                   Overloaded 503 + Retry-After, NotReady 503, Unsupported 501)
+    llama_ffi.InvalidTokenError    400  (bad token ids reach the library as a request's fault)
+    llama_ffi.GrammarError         400
+    llama_ffi.TemplateError        400
+    werkzeug HTTPException         its own status (404, 405, 413, ...)
+    anything else                  500 server_error, logged with its traceback
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from quart import Blueprint, Quart, Response
+from werkzeug.exceptions import HTTPException
+
+from llama_ffi import GrammarError, InvalidTokenError, TemplateError
+
+from ..engine import EngineError
+
+_log = logging.getLogger("llamaserver.http")
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    500: "server_error",
+    501: "not_supported_error",
+    503: "unavailable_error",
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, message, error type (and Retry-After for 503)."""
+
+    def __init__(self, status: int, message: str, type: str | None = None, *,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or _TYPES.get(status, "server_error" if status >= 500
+                                       else "invalid_request_error")
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.status, "message": self.message, "type": self.type}}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, message, "invalid_request_error")
+
+
+def not_supported(message: str) -> ApiError:
+    return ApiError(501, message, "not_supported_error")
+
+
+def to_api_error(exc: BaseException) -> ApiError:
+    """Classify by exception type (never by message text)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, EngineError):
+        status = int(getattr(exc, "status", 500))
+        retry = getattr(exc, "retry_after", None)
+        if status == 503 and retry is None:
+            retry = 1.0
+        return ApiError(status, str(exc) or exc.__class__.__name__,
+                        getattr(exc, "type", None), retry_after=retry)
+    if isinstance(exc, (InvalidTokenError, GrammarError, TemplateError)):
+        return ApiError(400, str(exc), "invalid_request_error")
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 404:
+            message = "File Not Found"
+        return ApiError(status, message)
+    _log.error("unhandled error while serving a request", exc_info=exc)
+    return ApiError(500, "Internal server error", "server_error")
+
+
+def error_response(exc: BaseException) -> Response:
+    err = to_api_error(exc)
+    response = Response(json.dumps(err.body(), ensure_ascii=False), status=err.status,
+                        content_type="application/json")
+    if err.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    return response
+
+
+async def _handle(exc: Exception) -> Response:
+    return error_response(exc)
+
+
+def register_error_handlers(target: Quart | Blueprint) -> None:
+    """Answer every error raised by ``target``'s views in the JSON error shape."""
+    target.register_error_handler(Exception, _handle)
+

@@ -1,0 +1,82 @@
+"""GET /metrics: Prometheus text format from a registry that belongs to one server.
+
+The collector reads ``engine.metrics()`` at scrape time, so nothing is counted twice and no
+process-wide registry is touched (two servers in one process export separately).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from quart import Blueprint, Response
+
+from ._errors import not_supported
+
+if TYPE_CHECKING:
+    from ._context import ApiContext
+
+# (name without the "llamacpp:" prefix, kind, help, keys tried in engine.metrics())
+_METRICS = [
+    ("prompt_tokens", "counter", "Number of prompt tokens processed.",
+     ("prompt_tokens_total", "n_prompt_tokens_processed_total")),
+    ("prompt_seconds", "counter", "Prompt process time.",
+     ("prompt_seconds_total", "t_prompt_processing_total")),
+    ("tokens_predicted", "counter", "Number of generation tokens processed.",
+     ("tokens_predicted_total", "n_tokens_predicted_total")),
+    ("tokens_predicted_seconds", "counter", "Predict process time.",
+     ("tokens_predicted_seconds_total", "t_tokens_generation_total")),
+    ("n_decode", "counter", "Number of llama_decode() calls.",
+     ("n_decode_total",)),
+    ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s.",
+     ("prompt_tokens_seconds",)),
+    ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s.",
+     ("predicted_tokens_seconds",)),
+    ("kv_cache_usage_ratio", "gauge", "KV-cache usage. 1 means 100 percent usage.",
+     ("kv_cache_usage_ratio",)),
+    ("kv_cache_tokens", "gauge", "KV-cache tokens.", ("kv_cache_tokens",)),
+    ("requests_processing", "gauge", "Number of requests processing.",
+     ("requests_processing",)),
+    ("requests_deferred", "gauge", "Number of requests deferred.", ("requests_deferred",)),
+    ("n_busy_slots_per_decode", "gauge", "Average number of busy slots per llama_decode() "
+     "call.", ("n_busy_slots_per_decode",)),
+]
+
+
+def _value(values: dict[str, Any], keys: tuple[str, ...]) -> float:
+    for key in keys:
+        value = values.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return 0.0
+
+
+class EngineCollector(Collector):
+    def __init__(self, ctx: "ApiContext") -> None:
+        self._ctx = ctx
+
+    def collect(self) -> Iterator[Any]:
+        engine = self._ctx.engine
+        values: dict[str, Any] = engine.metrics() if (
+            engine is not None and self._ctx.state == "ready") else {}
+        for name, kind, doc, keys in _METRICS:
+            family: Any
+            if kind == "counter":
+                family = CounterMetricFamily(f"llamacpp:{name}", doc)
+            else:
+                family = GaugeMetricFamily(f"llamacpp:{name}", doc)
+            family.add_metric([], _value(values, keys))
+            yield family
+
+
+def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
+    @bp.get("/metrics")
+    async def metrics() -> Response:
+        if not ctx.settings.endpoint_metrics:
+            raise not_supported("This server does not support metrics endpoint. Start it "
+                                "with `--metrics`")
+        return Response(generate_latest(ctx.registry), status=200,
+                        content_type=CONTENT_TYPE_LATEST)

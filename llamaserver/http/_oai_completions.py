@@ -1,0 +1,133 @@
+"""OpenAI text completions: POST /v1/completions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import Field
+from quart import Blueprint, Response, request
+
+from ..engine import Engine, FinalEvent
+from ._body import JsonInt, read_json_object, validate
+from ._context import ApiContext, json_response
+from ._errors import invalid, not_supported
+from ._openai import (OpenAIOptions, finish_reason, include_usage, new_id, now,
+                      text_logprobs, usage)
+from ._options import effective_seed, resolve_grammar, to_generation_request
+from ._streaming import (SSE_DONE, drain_all, merge_events, open_all, sse_error, sse_event,
+                         sse_response)
+
+
+class TextCompletionRequest(OpenAIOptions):
+    prompt: str | list[Any]
+    echo: bool = False
+    logprobs: JsonInt | None = Field(None, ge=0, le=20)
+    best_of: JsonInt | None = Field(None, ge=1, le=16)
+    suffix: str | None = None
+
+
+def split_prompts(prompt: str | list[Any]) -> list[str | list[Any]]:
+    """OpenAI's prompt forms: a string, strings, token ids, or lists of token ids.
+
+    A list that mixes strings and ids is llama.cpp's single mixed prompt.
+    """
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise invalid("'prompt' must not be empty")
+    if all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    if all(isinstance(p, list) for p in prompt):
+        for p in prompt:
+            if not p or not all(isinstance(t, int) and not isinstance(t, bool) for t in p):
+                raise invalid("'prompt' arrays of arrays must hold token ids")
+        return list(prompt)
+    if all((isinstance(p, int) and not isinstance(p, bool)) or isinstance(p, str)
+           for p in prompt):
+        return [list(prompt)]
+    raise invalid("'prompt' must be a string, an array of strings, an array of token ids, "
+                  "or an array of token-id arrays")
+
+
+def _prompt_text(engine: Engine, prompt: str | list[Any]) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return "".join(p if isinstance(p, str) else engine.vocab.detokenize([p])
+                   for p in prompt)
+
+
+def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
+    @bp.post("/v1/completions")
+    async def v1_completions() -> Response:
+        opts = validate(TextCompletionRequest, await read_json_object(request))
+        engine = ctx.ready_engine()
+        if opts.suffix:
+            raise not_supported("'suffix' is not supported; use /infill for fill-in-the-middle")
+        if opts.best_of is not None and opts.best_of != opts.n:
+            raise invalid("'best_of' must equal 'n' (no server-side ranking)")
+        if opts.logprobs and not opts.n_probs:
+            opts.n_probs = opts.logprobs
+        prompts = split_prompts(opts.prompt)
+        grammar = resolve_grammar(opts)
+        base_seed = effective_seed(opts, ctx.settings)
+        requests = []
+        for prompt in prompts:
+            for j in range(opts.n):
+                seed = base_seed if base_seed == 0xFFFFFFFF else (base_seed + j) & 0xFFFFFFFF
+                requests.append(to_generation_request(opts, engine, ctx.settings, prompt,
+                                                      grammar=grammar, seed=seed))
+        echoes = [_prompt_text(engine, p) if opts.echo else "" for p in prompts
+                  for _ in range(opts.n)]
+        sources = await open_all(ctx, requests)
+        cid, created = new_id("cmpl"), now()
+        model = opts.model or ctx.model_id
+        head = {"id": cid, "object": "text_completion", "created": created, "model": model,
+                "system_fingerprint": ctx.fingerprint}
+        if opts.stream:
+            return sse_response(_stream(sources, head, echoes, opts))
+        outcomes = await drain_all(sources)
+        choices = []
+        for index, outcome in enumerate(outcomes):
+            choices.append({
+                "text": echoes[index] + outcome.final.content,
+                "index": index,
+                "logprobs": text_logprobs(outcome.probs, len(echoes[index]))
+                if opts.logprobs else None,
+                "finish_reason": finish_reason(outcome.final),
+            })
+        finals = [o.final for o in outcomes]
+        return json_response({**head, "choices": choices, "usage": usage(finals, opts.n),
+                              "timings": finals[0].timings})
+
+
+async def _stream(sources: list[Any], head: dict[str, Any], echoes: list[str],
+                  opts: TextCompletionRequest) -> AsyncIterator[bytes]:
+    finals: dict[int, FinalEvent] = {}
+    try:
+        for index, echo in enumerate(echoes):
+            if echo:
+                yield sse_event({**head, "choices": [
+                    {"text": echo, "index": index, "logprobs": None, "finish_reason": None}]})
+        async for index, event in merge_events(sources):
+            if isinstance(event, FinalEvent):
+                finals[index] = event
+                chunk = {**head, "choices": [{"text": "", "index": index, "logprobs": None,
+                                              "finish_reason": finish_reason(event)}]}
+                if len(finals) == len(sources):
+                    chunk["timings"] = event.timings
+                yield sse_event(chunk)
+            elif event.text or event.probs:
+                logprobs = text_logprobs(event.probs or []) if opts.logprobs else None
+                yield sse_event({**head, "choices": [{"text": event.text, "index": index,
+                                                      "logprobs": logprobs,
+                                                      "finish_reason": None}]})
+        if include_usage(opts):
+            ordered = [finals[i] for i in sorted(finals)]
+            yield sse_event({**head, "choices": [], "usage": usage(ordered, opts.n)})
+        yield SSE_DONE
+    except Exception as exc:
+        yield sse_error(exc)
+    finally:
+        for source in sources:
+            await source.close()

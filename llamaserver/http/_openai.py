@@ -1,0 +1,104 @@
+"""Pieces shared by the OpenAI-shaped endpoints (ids, usage, finish reasons, logprobs)."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from typing import Any
+
+from pydantic import Field
+
+from ..engine import FinalEvent
+from ._body import JsonInt
+from ._options import GenerationOptions
+
+
+class OpenAIOptions(GenerationOptions):
+    """OpenAI request fields common to chat and text completions."""
+
+    model: str | None = None
+    n: JsonInt = Field(1, ge=1, le=16)
+    stream_options: dict[str, Any] | None = None
+    user: str | None = None
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_urlsafe(18)}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def finish_reason(final: FinalEvent) -> str:
+    return "length" if (final.stopped_limit or final.truncated) and not (
+        final.stopped_eos or final.stopped_word) else "stop"
+
+
+def usage(finals: list[FinalEvent], n: int = 1) -> dict[str, Any]:
+    """Usage of choices ordered prompt by prompt, ``n`` per prompt (they share the prompt)."""
+    prompt_tokens = sum(f.tokens_evaluated for f in finals[::max(n, 1)])
+    completion = sum(f.tokens_predicted for f in finals)
+    cached = sum(f.tokens_cached for f in finals[::max(n, 1)])
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def _logprob(prob: Any) -> float:
+    if not isinstance(prob, (int, float)) or prob <= 0:
+        return -math.inf  # serialized as null
+    return math.log(prob)
+
+
+def _chosen_logprob(entry: dict[str, Any]) -> float:
+    if isinstance(entry.get("logprob"), (int, float)):
+        return float(entry["logprob"])
+    if isinstance(entry.get("prob"), (int, float)):
+        return _logprob(entry["prob"])
+    for candidate in entry.get("probs") or []:
+        if candidate.get("tok_str") == entry.get("content"):
+            return _logprob(candidate.get("prob"))
+    return -math.inf
+
+
+def _utf8(text: str) -> list[int]:
+    return list(text.encode("utf-8", "surrogatepass"))
+
+
+def chat_logprobs(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seed's completion_probabilities as OpenAI chat ``logprobs``."""
+    content = []
+    for entry in entries:
+        token = str(entry.get("content", ""))
+        content.append({
+            "token": token,
+            "logprob": _chosen_logprob(entry),
+            "bytes": _utf8(token),
+            "top_logprobs": [
+                {"token": str(p.get("tok_str", "")), "logprob": _logprob(p.get("prob")),
+                 "bytes": _utf8(str(p.get("tok_str", "")))}
+                for p in entry.get("probs") or []
+            ],
+        })
+    return {"content": content}
+
+
+def text_logprobs(entries: list[dict[str, Any]], offset: int = 0) -> dict[str, Any]:
+    """The seed's completion_probabilities as OpenAI text-completion ``logprobs``."""
+    tokens, token_logprobs, top, offsets = [], [], [], []
+    for entry in entries:
+        token = str(entry.get("content", ""))
+        tokens.append(token)
+        token_logprobs.append(_chosen_logprob(entry))
+        top.append({str(p.get("tok_str", "")): _logprob(p.get("prob"))
+                    for p in entry.get("probs") or []})
+        offsets.append(offset)
+        offset += len(token)
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top,
+            "text_offset": offsets}
+
+
+def include_usage(opts: OpenAIOptions) -> bool:
+    return bool(opts.stream_options and opts.stream_options.get("include_usage"))

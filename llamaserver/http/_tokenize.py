@@ -1,0 +1,70 @@
+"""POST /tokenize and POST /detokenize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from ..engine import Engine
+from ._body import ApiModel, JsonInt, read_json_object, validate
+from ._context import ApiContext, json_response
+from ._options import check_prompt_tokens
+
+
+class TokenizeRequest(ApiModel):
+    content: str | list[JsonInt | str]
+    add_special: bool = False
+    parse_special: bool = True
+    with_pieces: bool = False
+
+
+class DetokenizeRequest(ApiModel):
+    tokens: list[JsonInt] = []
+
+
+def tokenize(engine: Engine, req: TokenizeRequest) -> list[Any]:
+    vocab = engine.vocab
+    if isinstance(req.content, str):
+        tokens = vocab.tokenize(req.content, add_special=req.add_special,
+                                parse_special=req.parse_special)
+    else:  # a mix of text and token ids, tokenized piece by piece
+        check_prompt_tokens(engine, req.content)
+        tokens = []
+        for i, part in enumerate(req.content):
+            if isinstance(part, int):
+                tokens.append(part)
+            else:
+                tokens.extend(vocab.tokenize(part, add_special=req.add_special and i == 0,
+                                             parse_special=req.parse_special))
+    if not req.with_pieces:
+        return tokens
+    pieces = []
+    for tok in tokens:
+        raw = vocab.token_to_piece(tok, special=True)
+        try:
+            piece: str | list[int] = raw.decode("utf-8")
+        except UnicodeDecodeError:  # part of a multi-byte character: send the bytes
+            piece = list(raw)
+        pieces.append({"id": tok, "piece": piece})
+    return pieces
+
+
+def detokenize(engine: Engine, tokens: list[int]) -> str:
+    engine.vocab.check_tokens(tokens)  # InvalidTokenError -> 400
+    return engine.vocab.detokenize(tokens, remove_special=False, unparse_special=True)
+
+
+def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
+    @bp.post("/tokenize")
+    async def tokenize_view() -> Response:
+        req = validate(TokenizeRequest, await read_json_object(request))
+        engine = ctx.ready_engine()
+        return json_response({"tokens": await ctx.run_blocking(tokenize, engine, req)})
+
+    @bp.post("/detokenize")
+    async def detokenize_view() -> Response:
+        req = validate(DetokenizeRequest, await read_json_object(request))
+        engine = ctx.ready_engine()
+        return json_response({"content": await ctx.run_blocking(detokenize, engine,
+                                                                 list(req.tokens))})

@@ -1,0 +1,127 @@
+"""Helpers shared by the server tests (a hypercorn thread, error and SSE parsing)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import httpx
+
+if TYPE_CHECKING:
+    from llamaserver import LlamaServer
+
+PARALLEL = 4  # slots of the session's main server
+MODEL_ALIAS = "smollm2-test"
+
+
+class Running(NamedTuple):
+    server: "LlamaServer"
+    url: str
+
+
+class ThreadedServer:
+    """Serve an ASGI app (or a LlamaServer) with hypercorn on 127.0.0.1:<free port>."""
+
+    def __init__(self, app: Any, *, ready_path: str = "/health") -> None:
+        self.app = app
+        self.ready_path = ready_path
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="test-server")
+        self._listening = threading.Event()
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._listening.set()
+
+    async def _main(self) -> None:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        sock.setblocking(False)
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = Config()
+        config.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn closes its copy
+        config.accesslog = None
+        self._listening.set()
+        try:
+            await serve(self.app, config, shutdown_trigger=self._stop.wait)
+        finally:
+            sock.close()
+
+    def start(self, timeout: float = 120.0) -> "ThreadedServer":
+        self._thread.start()
+        self._listening.wait(timeout)
+        if self._error is not None:
+            raise self._error
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + self.ready_path, timeout=5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self._error is not None:
+                raise self._error
+            time.sleep(0.1)
+        raise TimeoutError(f"server at {self.url} not ready after {timeout}s")
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+
+def serve_in_thread(app: Any, ready_path: str = "/health") -> ThreadedServer:
+    return ThreadedServer(app, ready_path=ready_path).start()
+
+
+def error_of(response: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    """Assert the llama.cpp/OpenAI error shape and return the error object."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    error = body["error"]
+    assert error["code"] == status
+    assert error["type"] == kind
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+def sse_events(text: str) -> list[Any]:
+    """Parse an SSE body into the JSON of each ``data:`` event (``"[DONE]"`` kept as text)."""
+    events = []
+    for block in text.split("\n\n"):
+        block = block.strip()
+        if not block:
+            continue
+        assert block.startswith("data: "), block
+        data = block[len("data: "):]
+        events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+

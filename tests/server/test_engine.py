@@ -1,0 +1,353 @@
+"""The continuous-batching engine on the real default model (4 slots, one engine per module)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+import pytest
+
+from llama_ffi import SamplerParams
+from llamaserver.engine import (
+    Engine,
+    FinalEvent,
+    GenerationRequest,
+    InvalidRequest,
+    Overloaded,
+    TokenEvent,
+)
+from llamaserver.settings import ServerSettings
+
+N_SLOTS = 4
+QUEUE = 8
+
+
+@pytest.fixture(scope="module")
+async def engine():
+    eng = Engine(ServerSettings(ctx_size=1024, parallel=N_SLOTS, batch_size=512,
+                                queue_size=QUEUE, embedding=True, threads=1))
+    await eng.start()
+    assert eng.state == "ready"
+    yield eng
+    await eng.stop()
+
+
+def greedy(prompt, n_predict=8, **kw) -> GenerationRequest:
+    return GenerationRequest(prompt, SamplerParams(temperature=0.0), n_predict=n_predict, **kw)
+
+
+async def collect(stream) -> tuple[list[TokenEvent], FinalEvent]:
+    events, final = [], None
+    async for ev in stream:
+        if isinstance(ev, FinalEvent):
+            final = ev
+        else:
+            events.append(ev)
+    assert final is not None
+    return events, final
+
+
+async def wait_idle(engine: Engine, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(s["is_processing"] for s in engine.slots()) or engine.metrics()["requests_deferred"]:
+        assert time.monotonic() < deadline, "engine did not become idle"
+        await asyncio.sleep(0.005)
+
+
+async def test_stream_joins_to_final_content(engine):
+    events, final = await collect(engine.submit(greedy("The capital of France is", 12)))
+    assert "".join(e.text for e in events) == final.content
+    assert [t for e in events for t in e.tokens] == final.tokens[: sum(len(e.tokens) for e in events)]
+    assert final.tokens_predicted == len(final.tokens) + (1 if final.stopped_eos else 0)
+    assert final.stopped_limit or final.stopped_eos
+    assert final.tokens_evaluated == len(engine.vocab.tokenize("The capital of France is"))
+    t = final.timings
+    assert t["predicted_n"] == final.tokens_predicted and t["prompt_n"] > 0
+    assert t["prompt_ms"] > 0 and t["predicted_per_second"] > 0
+    gs = final.generation_settings
+    assert gs["n_ctx"] == engine.n_ctx_slot and gs["temperature"] == 0.0 and gs["n_predict"] == 12
+    assert "Paris" in final.content
+
+
+async def test_concurrent_requests_match_alone_and_use_all_slots(engine):
+    await wait_idle(engine)
+    prompts = [f"Question {i}: what is {i} plus {i}? Answer:" for i in range(2 * N_SLOTS)]
+    # Alone, one at a time; cache_prompt=False so each evaluates its prompt from scratch.
+    alone = [(await engine.submit(greedy(p, 10, cache_prompt=False)).result()).content
+             for p in prompts]
+
+    peak_busy, peak_deferred = 0, 0
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal peak_busy, peak_deferred
+        while not done.is_set():
+            busy = sum(s["is_processing"] for s in engine.slots())
+            peak_busy = max(peak_busy, busy)
+            peak_deferred = max(peak_deferred, engine.metrics()["requests_deferred"])
+            await asyncio.sleep(0.002)
+
+    watcher = asyncio.create_task(watch())
+    streams = [engine.submit(greedy(p, 10, cache_prompt=False)) for p in prompts]
+    results = await asyncio.gather(*(s.result() for s in streams))
+    done.set()
+    await watcher
+    assert [r.content for r in results] == alone
+    assert peak_busy == N_SLOTS
+    assert peak_deferred > 0  # the other half really waited for slots
+    assert engine.metrics()["busy_slots_peak"] == N_SLOTS
+    assert {r.id_slot for r in results} == set(range(N_SLOTS))
+
+
+async def test_cancel_frees_slot_quickly(engine):
+    await wait_idle(engine)
+    stream = engine.submit(greedy("Once upon a time", 500, ignore_eos=True))
+    first = await stream.__anext__()
+    assert isinstance(first, TokenEvent)
+    slot = stream.id_slot
+    assert engine.slots()[slot]["is_processing"]
+    t0 = time.monotonic()
+    await stream.cancel()
+    while engine.slots()[slot]["is_processing"]:
+        assert time.monotonic() - t0 < 0.25, "slot not freed within 250 ms"
+        await asyncio.sleep(0.002)
+    assert time.monotonic() - t0 < 0.25
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+
+
+async def test_abandoned_stream_frees_slot(engine):
+    await wait_idle(engine)
+    async for _ in engine.submit(greedy("Once upon a time", 500, ignore_eos=True)):
+        break  # the stream is dropped here, as a consumer that stops iterating
+    gc.collect()
+    t0 = time.monotonic()
+    while any(s["is_processing"] for s in engine.slots()):
+        assert time.monotonic() - t0 < 0.25
+        await asyncio.sleep(0.002)
+
+
+async def test_consumer_task_cancelled_frees_slot(engine):
+    await wait_idle(engine)
+    stream = engine.submit(greedy("Once upon a time", 500, ignore_eos=True))
+
+    async def consume() -> None:
+        async for _ in stream:
+            pass
+
+    task = asyncio.create_task(consume())
+    while not any(s["is_processing"] for s in engine.slots()):
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.05)
+    task.cancel()  # what the HTTP layer sees when a client disconnects
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    t0 = time.monotonic()
+    while any(s["is_processing"] for s in engine.slots()):
+        assert time.monotonic() - t0 < 0.25
+        await asyncio.sleep(0.002)
+
+
+async def test_stop_string_straddling_tokens_never_leaks(engine):
+    prompt = "Here is a short story about a dragon:"
+    base = await engine.submit(greedy(prompt, 24, ignore_eos=True)).result()
+    vocab = engine.vocab
+    pieces = [vocab.token_to_piece(t).decode("utf-8", "replace") for t in base.tokens]
+    # A stop string made of the end of one token and the start of the next.
+    k = next(i for i in range(2, len(pieces) - 1)
+             if len(pieces[i].strip()) >= 2 and len(pieces[i + 1].strip()) >= 2)
+    stop = pieces[k][-2:] + pieces[k + 1][:2]
+    expected = base.content[: base.content.index(stop)]
+
+    events, final = await collect(engine.submit(greedy(prompt, 24, ignore_eos=True,
+                                                       stop=["never-matches", stop])))
+    sent = "".join(e.text for e in events)
+    assert final.stopped_word and final.stopping_word == stop
+    assert final.content == expected == sent
+    assert stop not in sent
+    # nothing that was sent was ever a prefix of the stop string that later completed it
+    assert not any(stop.startswith(sent[i:]) for i in range(len(sent)) if sent[i:])
+
+
+async def test_stop_prefix_is_released_when_generation_ends(engine):
+    base = await engine.submit(greedy("The capital of France is", 6, ignore_eos=True)).result()
+    # The last characters begin a stop string that never completes: they are held while
+    # generation runs, then sent at the end.
+    stop = base.content[-2:] + "\u2603never"
+    events, final = await collect(engine.submit(
+        greedy("The capital of France is", 6, ignore_eos=True, stop=[stop])))
+    assert not final.stopped_word and final.stopped_limit
+    assert "".join(e.text for e in events) == final.content == base.content
+
+
+async def test_cache_prompt_reuses_prefix(engine):
+    await wait_idle(engine)
+    prompt = "A long and detailed description of the solar system, its planets and moons:"
+    n_prompt = len(engine.vocab.tokenize(prompt))
+    first = await engine.submit(greedy(prompt, 4, id_slot=2)).result()
+    again = await engine.submit(greedy(prompt, 4, id_slot=2)).result()
+    assert first.id_slot == again.id_slot == 2
+    assert again.tokens_cached == n_prompt - 1  # the last token is evaluated for its logits
+    assert again.timings["prompt_n"] == 1
+    assert again.content == first.content
+    # With id_slot -1 the slot holding the longest common prefix is chosen.
+    other = await engine.submit(greedy(prompt + " Mercury", 4)).result()
+    assert other.id_slot == 2 and other.tokens_cached >= n_prompt
+    fresh = await engine.submit(greedy(prompt, 4, id_slot=2, cache_prompt=False)).result()
+    assert fresh.tokens_cached == 0 and fresh.timings["prompt_n"] == n_prompt
+
+
+async def test_requested_busy_slot_waits(engine):
+    await wait_idle(engine)
+    a = engine.submit(greedy("One, two, three,", 12, ignore_eos=True, id_slot=1))
+    b = engine.submit(greedy("Red, green, blue,", 4, ignore_eos=True, id_slot=1))
+    order: list[str] = []
+
+    async def run(name, stream):
+        final = await stream.result()
+        order.append(name)
+        return final
+
+    fa, fb = await asyncio.gather(run("a", a), run("b", b))
+    assert fa.id_slot == fb.id_slot == 1
+    assert order == ["a", "b"]  # b is shorter but had to wait for slot 1
+
+
+async def test_invalid_requests(engine):
+    with pytest.raises(InvalidRequest):
+        engine.submit(greedy([1, 2, 10**9]))
+    with pytest.raises(InvalidRequest):
+        engine.submit(greedy([1, -5]))
+    with pytest.raises(InvalidRequest):
+        engine.submit(greedy("hello", id_slot=N_SLOTS))
+    with pytest.raises(InvalidRequest):
+        engine.submit(greedy("hello", id_slot=-2))
+    with pytest.raises(InvalidRequest):
+        engine.submit(GenerationRequest("hi", SamplerParams(grammar="root ::= ("), n_predict=1))
+    # a prompt that cannot fit while keeping all of it
+    long_prompt = "word " * (engine.n_ctx_slot + 10)
+    with pytest.raises(InvalidRequest):
+        engine.submit(greedy(long_prompt, n_keep=-1))
+    e = InvalidRequest("x")
+    assert e.status == 400 and e.type == "invalid_request_error"
+
+
+async def test_mixed_prompt_tokens_and_text(engine):
+    vocab = engine.vocab
+    text = await engine.submit(greedy("The capital of France is", 4)).result()
+    mixed = await engine.submit(greedy(["The capital", *vocab.tokenize(" of France is",
+                                                                       add_special=False)],
+                                       4)).result()
+    assert mixed.content == text.content
+
+
+async def test_queue_full_is_overloaded(engine):
+    await wait_idle(engine)
+    streams = []
+    with pytest.raises(Overloaded) as info:
+        for _ in range(N_SLOTS + QUEUE + 5):
+            streams.append(engine.submit(greedy("Count to ten:", 200, ignore_eos=True)))
+    assert info.value.status == 503 and info.value.retry_after >= 1
+    assert len(streams) >= QUEUE  # the queue held QUEUE requests before refusing
+    for s in streams:
+        await s.cancel()
+    await wait_idle(engine)
+
+
+async def test_n_probs(engine):
+    events, final = await collect(engine.submit(greedy("The capital of France is", 4,
+                                                       n_probs=3)))
+    entries = [p for e in events for p in (e.probs or [])]
+    assert len(entries) == sum(len(e.tokens) for e in events) > 0
+    for entry in entries:
+        assert set(entry) == {"content", "probs"}
+        assert 1 <= len(entry["probs"]) <= 3
+        probs = [p["prob"] for p in entry["probs"]]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+        assert entry["probs"][0]["tok_str"] == entry["content"]  # greedy picks the top one
+
+
+async def test_n_predict_zero_only_evaluates(engine):
+    final = await engine.submit(greedy("Just cache this prompt.", 0)).result()
+    assert final.content == "" and final.tokens_predicted == 0 and final.stopped_limit
+
+
+async def test_embedding(engine):
+    a = await engine.submit(GenerationRequest("a cat sat on the mat", SamplerParams(),
+                                              embedding=True)).result()
+    b = await engine.submit(GenerationRequest("a cat sat on the mat", SamplerParams(),
+                                              embedding=True)).result()
+    c = await engine.submit(GenerationRequest("quantum chromodynamics", SamplerParams(),
+                                              embedding=True)).result()
+    assert a.embedding is not None and len(a.embedding) == engine.model.n_embd
+    assert a.embedding == b.embedding
+    assert a.embedding != c.embedding
+
+
+async def test_props_slots_metrics_shapes(engine):
+    props = engine.props()
+    assert props["total_slots"] == N_SLOTS
+    assert {"user_name", "assistant_name", "default_generation_settings"} <= set(props)
+    slots = engine.slots()
+    assert [s["id"] for s in slots] == list(range(N_SLOTS))
+    for s in slots:
+        assert {"next_token", "state", "n_ctx", "temperature", "prompt"} <= set(s)
+        assert set(s["next_token"]) >= {"has_next_token", "n_remain", "n_decoded",
+                                         "stopped_eos", "stopped_limit", "stopped_word",
+                                         "stopping_word"}
+    m = engine.metrics()
+    for key in ("prompt_tokens_total", "tokens_predicted_total", "requests_processing",
+                "requests_deferred", "kv_cache_usage_ratio", "python_ms_per_step",
+                "decode_ms_per_step"):
+        assert key in m
+    assert m["prompt_tokens_total"] > 0 and m["tokens_predicted_total"] > 0
+
+
+async def test_python_overhead_is_small(engine):
+    await wait_idle(engine)
+    before = engine.metrics()
+    await asyncio.gather(*(engine.submit(greedy(f"List of {w}:", 24, ignore_eos=True)).result()
+                           for w in ("fruits", "colors", "animals", "cities")))
+    after = engine.metrics()
+    steps = after["gen_steps_total"] - before["gen_steps_total"]
+    py = (after["gen_python_ms_per_step"] * after["gen_steps_total"]
+          - before["gen_python_ms_per_step"] * before["gen_steps_total"]) / steps
+    dec = (after["gen_decode_ms_per_step"] * after["gen_steps_total"]
+           - before["gen_decode_ms_per_step"] * before["gen_steps_total"]) / steps
+    print(f"\nper generation step: python {py:.3f} ms, decode {dec:.3f} ms")
+    assert steps >= 20
+    assert py < dec  # sampling + batching + events cost less than the model itself
+
+
+async def test_system_prompt_shared(engine):
+    await wait_idle(engine)
+    vocab = engine.vocab
+    system = "Transcript of a dialog between a User and a helpful Assistant.\nUser: Hi\nAssistant: Hello!\nUser:"
+    user = " What is the capital of France?\nAssistant:"
+    engine.set_system_prompt(system, "User:", "Assistant:")
+    props = engine.props()
+    assert (props["system_prompt"], props["user_name"], props["assistant_name"]) == (
+        system, "User:", "Assistant:")
+    n_user = len(vocab.tokenize(user, add_special=False))
+    # Two slots at once: each evaluates only its own prompt, the system prompt is copied in.
+    finals = await asyncio.gather(
+        engine.submit(greedy(user, 6, id_slot=0, cache_prompt=False)).result(),
+        engine.submit(greedy(user, 6, id_slot=3, cache_prompt=False)).result())
+    for f in finals:
+        assert f.timings["prompt_n"] == n_user
+        assert f.tokens_evaluated == n_user
+    assert finals[0].content == finals[1].content
+
+    # The same tokens as one plain prompt give the same text.
+    sys_tokens = vocab.tokenize(system, add_special=True, parse_special=True)
+    user_tokens = vocab.tokenize(user, add_special=False, parse_special=True)
+    cleared = await engine.submit(greedy(sys_tokens + user_tokens, 6, system_prompt="",
+                                         cache_prompt=False)).result()
+    assert cleared.content == finals[0].content
+    assert engine.props()["system_prompt"] == ""
+
+    # A per-request system prompt replaces the shared one.
+    final = await engine.submit(greedy(user, 6, system_prompt=system)).result()
+    assert final.content == finals[0].content and engine.system_prompt == system
+    engine.set_system_prompt("")
