@@ -1,0 +1,93 @@
+"""Greedy answers over HTTP equal upstream llama-server's, same model and same build.
+
+Upstream's server comes from the same build (`python build_native.py --with-server` stages
+`llama_ffi/_native/bin/llama-server`), so both sides run the same kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from server_helpers import PARALLEL
+
+import llama_ffi
+
+LLAMA_SERVER = Path(llama_ffi.__file__).parent / "_native" / "bin" / "llama-server"
+PROMPTS = ["The capital of France is", "Here is a list of three fruits:", "def fibonacci(n):"]
+
+
+@pytest.fixture(scope="module")
+def upstream(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    assert LLAMA_SERVER.is_file(), "build it: python build_native.py --with-server"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("upstream") / "llama-server.log", "w")
+    proc = subprocess.Popen(
+        [str(LLAMA_SERVER), "-m", str(model_path), "-c", "4096", "-np", str(PARALLEL), "-t", "1",
+         "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"llama-server exited {proc.returncode}, see {log.name}"
+            try:
+                if client.get("/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "llama-server did not become healthy"
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_completion_equals_upstream(client: httpx.Client, upstream: httpx.Client, prompt: str) -> None:
+    body = {"prompt": prompt, "n_predict": 24, "temperature": 0, "cache_prompt": False}
+    theirs = upstream.post("/completion", json=body).json()
+    ours = client.post("/completion", json=body).json()
+    assert ours["content"] == theirs["content"]
+    assert ours["tokens_predicted"] == theirs["tokens_predicted"]
+    # today's upstream reports why it stopped as `stop_type`; the seed's booleans say the same
+    assert ours["stopped_eos"] == (theirs["stop_type"] == "eos")
+    assert ours["stopped_limit"] == (theirs["stop_type"] == "limit")
+
+
+@pytest.mark.parametrize("body", [
+    {"content": "Hello, world! Ünïcödé and 数字 123"},
+    {"content": "<|im_start|>user\nhi<|im_end|>", "add_special": True},
+    {"content": "  leading spaces\n\nnewlines", "with_pieces": True},
+])
+def test_tokenize_equals_upstream(client: httpx.Client, upstream: httpx.Client, body: dict) -> None:
+    assert client.post("/tokenize", json=body).json() == upstream.post("/tokenize", json=body).json()
+
+
+def test_detokenize_equals_upstream(client: httpx.Client, upstream: httpx.Client) -> None:
+    tokens = client.post("/tokenize", json={"content": "Round trip: café, naïve, 東京"}).json()["tokens"]
+    body = {"tokens": tokens}
+    assert client.post("/detokenize", json=body).json() == upstream.post("/detokenize", json=body).json()
+
+
+@pytest.mark.parametrize("question", ["What is the capital of France?", "Name two colours."])
+def test_chat_equals_upstream(client: httpx.Client, upstream: httpx.Client, question: str) -> None:
+    body = {"messages": [{"role": "system", "content": "You are brief."},
+                         {"role": "user", "content": question}],
+            "max_tokens": 24, "temperature": 0}
+    theirs = upstream.post("/v1/chat/completions", json=body).json()
+    ours = client.post("/v1/chat/completions", json=body).json()
+    assert ours["choices"][0]["message"]["content"] == theirs["choices"][0]["message"]["content"]
+    assert ours["choices"][0]["finish_reason"] == theirs["choices"][0]["finish_reason"]
+    assert ours["usage"] == theirs["usage"]
