@@ -41,17 +41,27 @@ class BuildPy(build_py):
 
 
 class BuildExt(build_ext):
-    def run(self):
+    def finalize_options(self):
+        # The extension exists only once libllama is built: swap it in before setuptools
+        # prepares its extensions.
         ensure_native()
-        ffibuilder = _load_cffi_builder()
+        self.distribution.ext_modules = [_cffi_extension()]
+        super().finalize_options()
 
-        tmpdir = pathlib.Path(self.build_temp) / "cffi"
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        self.extensions = [ffibuilder.distutils_extension(str(tmpdir))]
-        super().run()
+
+_EXTENSION_FIELDS = ("include_dirs", "define_macros", "undef_macros", "library_dirs", "libraries",
+                     "runtime_library_dirs", "extra_objects", "extra_compile_args",
+                     "extra_link_args", "depends", "language")
+
+
+def _cffi_extension() -> Extension:
+    """cffi's generated C source as a setuptools Extension (cffi hands out a distutils one)."""
+    generated = _load_cffi_builder().distutils_extension(str(ROOT / "build" / "cffi"))
+    return Extension(generated.name, generated.sources,
+                     **{f: getattr(generated, f) for f in _EXTENSION_FIELDS if getattr(generated, f, None)})
 
 
 setup(
-    ext_modules=[Extension("llama_ffi._llama_cffi", sources=[])],   # replaced in BuildExt
+    ext_modules=[Extension("llama_ffi._llama_cffi", sources=[])],   # replaced in BuildExt.finalize_options
     cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
 )
