@@ -35,7 +35,7 @@ def common_flags(model: str, ctx: int, parallel: int, threads: int) -> list[str]
 
 def ours(model: str, ctx: int, parallel: int, threads: int) -> ServerSpec:
     return ServerSpec("llamaserver", [sys.executable, "-m", "llamaserver",
-                                      *common_flags(model, ctx, parallel, threads)])
+                                      *common_flags(model, ctx, parallel, threads), "--metrics"])
 
 
 def upstream(model: str, ctx: int, parallel: int, threads: int) -> ServerSpec:

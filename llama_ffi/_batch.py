@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any, Sequence
 
 from llama_ffi._errors import LlamaError
 from llama_ffi._ffi import ffi, lib
+
+_INT32_ONE = (1).to_bytes(4, sys.byteorder)
 
 
 class Batch:
@@ -85,6 +88,41 @@ class Batch:
         self._n = i + 1
         self._struct.n_tokens = i + 1
         return i
+
+    def add_tokens(self, tokens: Sequence[int], pos0: int, seq_id: int, *, logits_last: bool = True) -> int:
+        """Append ``tokens`` at positions ``pos0, pos0 + 1, ...`` of sequence ``seq_id``; only the
+        last one asks for logits (if ``logits_last``).  Returns the last token's index.
+
+        The same batch as ``add`` called once per token, filled with a handful of C-level
+        copies instead: prompts go through here.
+        """
+        if self.embd:
+            raise LlamaError("this batch holds embeddings; use add_embedding")
+        if isinstance(seq_id, bool) or not isinstance(seq_id, int):
+            raise TypeError(f"seq_id must be an int, not {type(seq_id).__name__}")
+        n = len(tokens)
+        if n == 0:
+            raise ValueError("add_tokens needs at least one token")
+        i = self._n
+        if i + n > self.capacity:
+            if not self._finalizer.alive:
+                raise LlamaError("the batch is closed")
+            raise LlamaError(f"batch is full ({self.capacity} tokens; {i} used, {n} more asked)")
+        end = i + n
+        # Nothing counts until n_tokens moves, so a bad value part-way leaves the batch as it was.
+        self._token[i:end] = tokens
+        self._pos[i:end] = range(pos0, pos0 + n)
+        ffi.memmove(self._n_seq_id + i, _INT32_ONE * n, 4 * n)  # each token in one sequence
+        for row in ffi.unpack(self._seq_id + i, n):  # one malloc'ed row per token: no bulk copy
+            row[0] = seq_id
+        ffi.memmove(self._logits + i, bytes(n), n)
+        last = end - 1
+        if logits_last:
+            self._logits[last] = 1
+            self.outputs.append(last)
+        self._n = end
+        self._struct.n_tokens = end
+        return last
 
     def add_embedding(self, values: Sequence[float], pos: int, seq_ids: int | Sequence[int], logits: bool) -> int:
         """Append one input embedding row (batches made with ``embd > 0``)."""

@@ -89,6 +89,9 @@ class Context:
         no_perf: bool = False,
     ) -> None:
         model_ptr = model._require()
+        if model.vocab_only:
+            # libllama creates the context but aborts the process on the first decode
+            raise ContextError(f"{model.path.name} was loaded with vocab_only=True: it has no weights to run")
         if n_ctx < 0 or n_batch < 1 or n_ubatch < 1:
             raise ValueError("n_ctx must be >= 0, n_batch and n_ubatch >= 1")
         max_seq = lib.llama_max_parallel_sequences()

@@ -129,8 +129,7 @@ class Llama:
         for start in range(keep, len(tokens), batch.capacity):
             chunk = tokens[start : start + batch.capacity]
             batch.clear()
-            for offset, tok in enumerate(chunk):
-                last = batch.add(tok, start + offset, 0, start + offset == len(tokens) - 1)
+            last = batch.add_tokens(chunk, start, 0, logits_last=start + len(chunk) == len(tokens))
             ctx.decode(batch)
             self._cached.extend(chunk)
         return last

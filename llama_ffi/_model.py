@@ -119,12 +119,14 @@ class Model:
         self._dependents: weakref.WeakSet[_Closable] = weakref.WeakSet()
         self._metadata: dict[str, str] | None = None
 
+        # libllama stops reading hyperparameters after the vocabulary for a vocab-only model:
+        # they stay 0, and the per-layer ones abort the process, so they are never asked.
+        self.vocab_only: bool = bool(vocab_only)
         self.n_ctx_train: int = lib.llama_model_n_ctx_train(ptr)
         self.n_embd: int = lib.llama_model_n_embd(ptr)
         self.n_embd_out: int = lib.llama_model_n_embd_out(ptr)
         self.n_layer: int = lib.llama_model_n_layer(ptr)
-        # per-layer hparams assert on a model without layers (vocab_only)
-        self.n_head: int = lib.llama_model_n_head(ptr) if self.n_layer > 0 else 0
+        self.n_head: int = lib.llama_model_n_head(ptr) if self.n_layer > 0 and not vocab_only else 0
         self.n_params: int = lib.llama_model_n_params(ptr)
         self.size: int = lib.llama_model_size(ptr)
         self.has_encoder: bool = bool(lib.llama_model_has_encoder(ptr))
@@ -202,4 +204,8 @@ class Model:
 
     @property
     def ftype(self) -> str:
-        return ffi.string(lib.llama_ftype_name(lib.llama_model_ftype(self._require()))).decode()
+        """Quantization of the weights ("unknown" for a vocab-only model: libllama never reads it)."""
+        ptr = self._require()
+        if self.vocab_only:
+            return "unknown"
+        return ffi.string(lib.llama_ftype_name(lib.llama_model_ftype(ptr))).decode()

@@ -417,13 +417,17 @@ class SamplerChain:
         lib.llama_ffi_fill_candidates(cur_p, self._data, logits, self._n_vocab)
         lib.llama_sampler_apply(chain, cur_p)
         grammar = self._grammar
-        if grammar is not None and not self._grammar_allows(grammar, cur_p):
+        constrained = grammar is not None and not self._grammar_allows(grammar, cur_p)
+        if constrained:
             lib.llama_ffi_fill_candidates(cur_p, self._data, logits, self._n_vocab)
             lib.llama_sampler_apply(grammar, cur_p)
             lib.llama_sampler_apply(chain, cur_p)
         if self._errors:
             reraise_pending(self._errors)
         selected = cur_p.selected
+        if constrained and (not 0 <= selected < cur_p.size or cur_p.data[selected].logit == -math.inf):
+            raise GrammarError("no token that the grammar allows here is left by the other sampling "
+                               "options (logit_bias, ignore_eos, ...)")
         if not 0 <= selected < cur_p.size:
             raise LlamaError("the sampler chain selected no token")
         return cur_p.data[selected].id

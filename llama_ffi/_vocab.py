@@ -46,6 +46,13 @@ class Vocab:
         self.sep: int = lib.llama_vocab_sep(ptr)
         self.pad: int = lib.llama_vocab_pad(ptr)
         self.cls: int = self.bos  # libllama: "CLS is equivalent to BOS"
+        # fill-in-the-middle: prefix, suffix, middle, padding, repository name, file separator
+        self.fim_pre: int = lib.llama_vocab_fim_pre(ptr)
+        self.fim_suf: int = lib.llama_vocab_fim_suf(ptr)
+        self.fim_mid: int = lib.llama_vocab_fim_mid(ptr)
+        self.fim_pad: int = lib.llama_vocab_fim_pad(ptr)
+        self.fim_rep: int = lib.llama_vocab_fim_rep(ptr)
+        self.fim_sep: int = lib.llama_vocab_fim_sep(ptr)
         self.add_bos: bool = bool(lib.llama_vocab_get_add_bos(ptr))
         self.add_eos: bool = bool(lib.llama_vocab_get_add_eos(ptr))
         self.type: str = VOCAB_TYPES.get(lib.llama_vocab_type(ptr), "unknown")

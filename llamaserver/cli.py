@@ -7,7 +7,10 @@ upstream names them), then the field's default.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
+import signal
 import sys
 import types
 import typing
@@ -19,6 +22,9 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from .settings import ServerSettings
+
+if typing.TYPE_CHECKING:
+    from .server import LlamaServer
 
 __all__ = ["build_parser", "parse_args", "main"]
 
@@ -80,7 +86,7 @@ def build_parser(prog: str = "llamaserver") -> argparse.ArgumentParser:
         if _unwrap_optional(annotation) is bool:
             default = info.get_default(call_default_factory=True)
             group.add_argument(*flags, dest=name, action="store_true",
-                               help=help_text + (" (default)" if default else ""))
+                               help=help_text + (" Default: on." if default else ""))
             negative = extra.get("negative_flags")
             if negative:
                 group.add_argument(*negative, dest=name, action="store_false",
@@ -152,19 +158,53 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _error(message: str) -> int:
+    print(f"llamaserver: error: {message}", file=sys.stderr)
+    return 1
+
+
+async def _serve(server: LlamaServer) -> BaseException | None:
+    """Serve until SIGINT/SIGTERM, or until the model fails to load (returned, as upstream's
+    server exits then rather than answer 503 for ever)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
+    failure: list[BaseException] = []
+
+    async def load() -> None:
+        try:
+            await server.startup(wait=True)  # the app's own startup hook then finds it started
+        except Exception as exc:
+            failure.append(exc)
+            stop.set()
+
+    loader = asyncio.ensure_future(load())
+    try:
+        await server.serve_async(shutdown_trigger=stop.wait)
+    finally:
+        loader.cancel()
+        await asyncio.gather(loader, return_exceptions=True)
+    return failure[0] if failure else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llamaserver`` command and ``python -m llamaserver``."""
     settings = parse_args(argv)
     from ._logging import configure_logging
     from .server import LlamaServer
 
+    if settings.model is not None and not Path(settings.model).expanduser().is_file():
+        return _error(f"model file not found: {settings.model}")
     configure_logging(settings)
     server = LlamaServer(settings)
     try:
-        server.serve()
+        failure = asyncio.run(_serve(server))
     except KeyboardInterrupt:
-        pass
+        return 0
     except OSError as exc:  # e.g. the port is taken
-        print(f"llamaserver: {exc}", file=sys.stderr)
-        return 1
+        return _error(str(exc))
+    if failure is not None:
+        return _error(f"could not load the model: {failure}")
     return 0

@@ -299,7 +299,7 @@ class Engine:
 
             try:
                 chain = SamplerChain(self.model, sampling, n_ctx=self.n_ctx_slot)
-            except ValueError as exc:  # bad option values, token ids or grammar
+            except (ValueError, TypeError) as exc:  # bad option values, token ids or grammar
                 raise InvalidRequest(str(exc)) from None
 
         prompt_text = req.prompt if isinstance(req.prompt, str) else vocab.detokenize(tokens)

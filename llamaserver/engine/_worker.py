@@ -265,7 +265,12 @@ class Worker:
                     if slot.state != GENERATING:
                         continue
                 self._sample(slot, i)
-            except Exception as exc:  # e.g. a grammar that allows no token: this request only
+            except ValueError as exc:
+                # GrammarError & co: the request's own options (a grammar that allows no token
+                # the other options leave, e.g. with logit_bias or ignore_eos); this request only
+                _log.info("slot %d: request rejected while sampling: %s", slot.id, exc)
+                self._fail_slot(slot, InvalidRequest(f"sampling failed: {exc}"))
+            except Exception as exc:
                 _log.exception("slot %d failed", slot.id)
                 self._fail_slot(slot, EngineError(f"generation failed: {exc}"))
         self._flush()
@@ -341,6 +346,9 @@ class Worker:
             except EngineError as exc:
                 item.drop_chain()
                 self._send(item, exc)
+            except ValueError as exc:  # the request's sampler options (e.g. a GrammarError)
+                item.drop_chain()
+                self._send(item, InvalidRequest(str(exc)))
             except Exception as exc:
                 item.drop_chain()
                 _log.exception("could not start a request")
@@ -472,20 +480,17 @@ class Worker:
             # keep raw positions within one group window of the compressed ones
             take = min(take, self.config.ga_w)
             self._group_attention(slot)
+        if take <= 0:
+            return 0
         end = start + take
         last = end == len(prompt)
-        add = self._batch.add
-        seq = slot.seq
-        pos = slot.pos
-        for k in range(start, end - 1 if last else end):
-            add(prompt[k], pos, seq, False)
-            pos += 1
+        chunk = prompt[start:end]
+        i_last = self._batch.add_tokens(chunk, slot.pos, slot.seq, logits_last=last)
         if last:
-            slot.i_batch = add(prompt[end - 1], pos, seq, True)
-            pos += 1
-        slot.pos = pos
+            slot.i_batch = i_last
+        slot.pos += take
         slot.i_prompt = end
-        slot.cache.extend(prompt[start:end])
+        slot.cache.extend(chunk)
         return take
 
     def _context_shift(self, slot: Slot) -> bool:
@@ -676,8 +681,8 @@ class Worker:
             n_batch = self.config.n_batch
             for start in range(0, len(tokens), n_batch):
                 batch.clear()
-                for k in range(start, min(start + n_batch, len(tokens))):
-                    batch.add(tokens[k], k, self.sys_seq, False)
+                batch.add_tokens(tokens[start:start + n_batch], start, self.sys_seq,
+                                 logits_last=False)
                 ctx.decode(batch)
             self.metrics.prompt_tokens_total += len(tokens)
         self.sys_text = text

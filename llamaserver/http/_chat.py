@@ -13,16 +13,15 @@ from typing import Any
 from pydantic import Field
 from quart import Blueprint, Response, request
 
-from ..engine import Engine, FinalEvent
+from ..engine import Engine, FinalEvent, TokenEvent
 from .._json_grammar import JSON_GRAMMAR
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
-from ._openai import (OpenAIOptions, chat_logprobs, finish_reason, include_usage, new_id,
-                      now, usage)
+from ._openai import (OpenAIOptions, chat_logprobs, finish_reason, new_id, now,
+                      stream_choices, usage)
 from ._options import effective_seed, resolve_grammar, to_generation_request
-from ._streaming import (SSE_DONE, drain_all, merge_events, open_all, sse_error, sse_event,
-                         sse_response)
+from ._streaming import drain_all, open_all, sse_response
 
 
 class ChatMessage(ApiModel):
@@ -167,34 +166,17 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         return json_response({"prompt": rendered})
 
 
-async def _stream(sources: list[Any], head: dict[str, Any], opts: ChatRequest
-                  ) -> AsyncIterator[bytes]:
-    head = {**head, "object": "chat.completion.chunk"}
-    finals: dict[int, FinalEvent] = {}
-    try:
-        for index in range(len(sources)):
-            yield sse_event({**head, "choices": [{
-                "index": index, "delta": {"role": "assistant", "content": ""},
-                "logprobs": None, "finish_reason": None}]})
-        async for index, event in merge_events(sources):
-            if isinstance(event, FinalEvent):
-                finals[index] = event
-                chunk = {**head, "choices": [{"index": index, "delta": {}, "logprobs": None,
-                                              "finish_reason": finish_reason(event)}]}
-                if len(finals) == len(sources):
-                    chunk["timings"] = event.timings
-                yield sse_event(chunk)
-            elif event.text or event.probs:
-                logprobs = chat_logprobs(event.probs or []) if opts.logprobs else None
-                yield sse_event({**head, "choices": [{
-                    "index": index, "delta": {"content": event.text}, "logprobs": logprobs,
-                    "finish_reason": None}]})
-        if include_usage(opts):
-            ordered = [finals[i] for i in sorted(finals)]
-            yield sse_event({**head, "choices": [], "usage": usage(ordered, opts.n)})
-        yield SSE_DONE
-    except Exception as exc:
-        yield sse_error(exc)
-    finally:
-        for source in sources:
-            await source.close()
+def _stream(sources: list[Any], head: dict[str, Any], opts: ChatRequest
+            ) -> AsyncIterator[bytes]:
+    def choice(index: int, event: TokenEvent | FinalEvent) -> dict[str, Any]:
+        if isinstance(event, FinalEvent):
+            return {"index": index, "delta": {}, "logprobs": None,
+                    "finish_reason": finish_reason(event)}
+        logprobs = chat_logprobs(event.probs or []) if opts.logprobs else None
+        return {"index": index, "delta": {"content": event.text}, "logprobs": logprobs,
+                "finish_reason": None}
+
+    opening = [{"index": index, "delta": {"role": "assistant", "content": ""},
+                "logprobs": None, "finish_reason": None} for index in range(len(sources))]
+    return stream_choices(sources, {**head, "object": "chat.completion.chunk"}, opts,
+                          opening, choice)

@@ -8,7 +8,9 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from ..engine import Engine, FinalEvent, TokenEvent
+from llama_ffi import Vocab
+
+from ..engine import FinalEvent, TokenEvent
 from ._body import JsonInt, read_json_object, validate
 from ._context import ApiContext, dumps, json_response
 from ._errors import invalid, not_supported
@@ -101,39 +103,20 @@ async def _stream(ctx: ApiContext, source: EventSource, opts: GenerationOptions
         await source.close()
 
 
-# Spellings of fill-in-the-middle tokens in common vocabularies, for a Vocab that does not
-# expose libllama's FIM ids.
-_FIM_TEXTS = {
-    "fim_pre": ("<fim_prefix>", "<|fim_prefix|>", "<|fim▁begin|>", "<PRE>"),
-    "fim_suf": ("<fim_suffix>", "<|fim_suffix|>", "<|fim▁hole|>", "<SUF>"),
-    "fim_mid": ("<fim_middle>", "<|fim_middle|>", "<|fim▁end|>", "<MID>"),
-    "fim_rep": ("<reponame>", "<|repo_name|>", "<repo_name>"),
-    "fim_sep": ("<file_sep>", "<|file_sep|>"),
-}
+_FIM_ROLES = (("fim_pre", "prefix"), ("fim_suf", "suffix"), ("fim_mid", "middle"))
 
 
-def _fim_token(engine: Engine, name: str) -> int:
-    vocab = engine.vocab
-    tok = getattr(vocab, name, None)
-    if isinstance(tok, int):
-        return tok
-    for text in _FIM_TEXTS[name]:
-        ids = vocab.tokenize(text, add_special=False, parse_special=True)
-        if len(ids) == 1 and vocab.is_control(ids[0]):
-            return ids[0]
-    return -1
-
-
-def infill_prompt(engine: Engine, req: InfillRequest, spm: bool) -> list[int | str]:
+def infill_prompt(vocab: Vocab, req: InfillRequest, spm: bool) -> list[int | str]:
     """Prefix/suffix/middle prompt built from the model's fill-in-the-middle tokens."""
-    pre, suf, mid = (_fim_token(engine, n) for n in ("fim_pre", "fim_suf", "fim_mid"))
-    if min(pre, suf, mid) < 0:
-        raise not_supported("This model has no fill-in-the-middle tokens; /infill is not "
-                            "available")
-    rep, sep = _fim_token(engine, "fim_rep"), _fim_token(engine, "fim_sep")
+    missing = [f"{role} ({name})" for name, role in _FIM_ROLES if getattr(vocab, name) < 0]
+    if missing:
+        raise not_supported("/infill needs a model with fill-in-the-middle tokens; this model's "
+                            f"vocabulary has no {', '.join(missing)} token")
+    pre, suf, mid = vocab.fim_pre, vocab.fim_suf, vocab.fim_mid
+    rep, sep = vocab.fim_rep, vocab.fim_sep
     prompt: list[int | str] = []
-    if engine.vocab.add_bos and engine.vocab.bos >= 0:
-        prompt.append(engine.vocab.bos)
+    if vocab.add_bos and vocab.bos >= 0:
+        prompt.append(vocab.bos)
     chunks = []
     for chunk in req.input_extra:
         text, filename = chunk.get("text"), chunk.get("filename", "")
@@ -173,7 +156,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     async def infill() -> Response:
         opts = validate(InfillRequest, await read_json_object(request))
         engine = ctx.ready_engine()
-        prompt = infill_prompt(engine, opts, ctx.settings.spm_infill)
+        prompt = infill_prompt(engine.vocab, opts, ctx.settings.spm_infill)
         gen = to_generation_request(opts, engine, ctx.settings, prompt, add_special=False,
                                     grammar=resolve_grammar(opts))
         return await respond(ctx, await EventSource.open(ctx, gen), opts)

@@ -43,6 +43,16 @@ _METRICS = [
     ("requests_deferred", "gauge", "Number of requests deferred.", ("requests_deferred",)),
     ("n_busy_slots_per_decode", "gauge", "Average number of busy slots per llama_decode() "
      "call.", ("n_busy_slots_per_decode",)),
+    # the engine's own accounting: what a step costs in Python beside the decode
+    ("engine_steps", "counter", "Engine steps (one batch decode each).", ("steps_total",)),
+    ("engine_step_seconds", "counter", "Wall time of engine steps, decode included.",
+     ("step_seconds_total",)),
+    ("engine_decode_seconds", "counter", "Time of engine steps spent inside llama_decode().",
+     ("decode_seconds_total",)),
+    ("engine_gen_step_seconds", "counter", "Wall time of generation-only steps (no prompt "
+     "chunk), decode included.", ("gen_step_seconds_total",)),
+    ("engine_gen_decode_seconds", "counter", "Time of generation-only steps spent inside "
+     "llama_decode().", ("gen_decode_seconds_total",)),
 ]
 
 

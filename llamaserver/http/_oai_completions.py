@@ -8,15 +8,14 @@ from typing import Any
 from pydantic import Field
 from quart import Blueprint, Response, request
 
-from ..engine import Engine, FinalEvent
+from ..engine import Engine, FinalEvent, TokenEvent
 from ._body import JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
-from ._openai import (OpenAIOptions, finish_reason, include_usage, new_id, now,
+from ._openai import (OpenAIOptions, finish_reason, new_id, now, stream_choices,
                       text_logprobs, usage)
 from ._options import effective_seed, resolve_grammar, to_generation_request
-from ._streaming import (SSE_DONE, drain_all, merge_events, open_all, sse_error, sse_event,
-                         sse_response)
+from ._streaming import drain_all, open_all, sse_response
 
 
 class TextCompletionRequest(OpenAIOptions):
@@ -101,33 +100,16 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
                               "timings": finals[0].timings})
 
 
-async def _stream(sources: list[Any], head: dict[str, Any], echoes: list[str],
-                  opts: TextCompletionRequest) -> AsyncIterator[bytes]:
-    finals: dict[int, FinalEvent] = {}
-    try:
-        for index, echo in enumerate(echoes):
-            if echo:
-                yield sse_event({**head, "choices": [
-                    {"text": echo, "index": index, "logprobs": None, "finish_reason": None}]})
-        async for index, event in merge_events(sources):
-            if isinstance(event, FinalEvent):
-                finals[index] = event
-                chunk = {**head, "choices": [{"text": "", "index": index, "logprobs": None,
-                                              "finish_reason": finish_reason(event)}]}
-                if len(finals) == len(sources):
-                    chunk["timings"] = event.timings
-                yield sse_event(chunk)
-            elif event.text or event.probs:
-                logprobs = text_logprobs(event.probs or []) if opts.logprobs else None
-                yield sse_event({**head, "choices": [{"text": event.text, "index": index,
-                                                      "logprobs": logprobs,
-                                                      "finish_reason": None}]})
-        if include_usage(opts):
-            ordered = [finals[i] for i in sorted(finals)]
-            yield sse_event({**head, "choices": [], "usage": usage(ordered, opts.n)})
-        yield SSE_DONE
-    except Exception as exc:
-        yield sse_error(exc)
-    finally:
-        for source in sources:
-            await source.close()
+def _stream(sources: list[Any], head: dict[str, Any], echoes: list[str],
+            opts: TextCompletionRequest) -> AsyncIterator[bytes]:
+    def choice(index: int, event: TokenEvent | FinalEvent) -> dict[str, Any]:
+        if isinstance(event, FinalEvent):
+            return {"text": "", "index": index, "logprobs": None,
+                    "finish_reason": finish_reason(event)}
+        logprobs = text_logprobs(event.probs or []) if opts.logprobs else None
+        return {"text": event.text, "index": index, "logprobs": logprobs,
+                "finish_reason": None}
+
+    opening = [{"text": echo, "index": index, "logprobs": None, "finish_reason": None}
+               for index, echo in enumerate(echoes) if echo]
+    return stream_choices(sources, head, opts, opening, choice)

@@ -1,17 +1,19 @@
-"""Pieces shared by the OpenAI-shaped endpoints (ids, usage, finish reasons, logprobs)."""
+"""Pieces shared by the OpenAI-shaped endpoints (ids, usage, finish reasons, logprobs, the SSE body)."""
 
 from __future__ import annotations
 
 import math
 import secrets
 import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pydantic import Field
 
-from ..engine import FinalEvent
+from ..engine import FinalEvent, TokenEvent
 from ._body import JsonInt
 from ._options import GenerationOptions
+from ._streaming import SSE_DONE, EventSource, merge_events, sse_error, sse_event
 
 
 class OpenAIOptions(GenerationOptions):
@@ -102,3 +104,37 @@ def text_logprobs(entries: list[dict[str, Any]], offset: int = 0) -> dict[str, A
 
 def include_usage(opts: OpenAIOptions) -> bool:
     return bool(opts.stream_options and opts.stream_options.get("include_usage"))
+
+
+async def stream_choices(sources: Sequence[EventSource], head: dict[str, Any],
+                         opts: OpenAIOptions, opening: list[dict[str, Any]],
+                         choice: Callable[[int, TokenEvent | FinalEvent], dict[str, Any]]
+                         ) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed OpenAI completion (chat or text).
+
+    ``opening`` choices go first, one chunk each; then one chunk per event of every source,
+    shaped by ``choice(index, event)`` (the last choice to finish also carries the timings);
+    then the usage when the client asked for it, and ``[DONE]``.
+    """
+    finals: dict[int, FinalEvent] = {}
+    try:
+        for first in opening:
+            yield sse_event({**head, "choices": [first]})
+        async for index, event in merge_events(sources):
+            if isinstance(event, FinalEvent):
+                finals[index] = event
+                chunk = {**head, "choices": [choice(index, event)]}
+                if len(finals) == len(sources):
+                    chunk["timings"] = event.timings
+                yield sse_event(chunk)
+            elif event.text or event.probs:
+                yield sse_event({**head, "choices": [choice(index, event)]})
+        if include_usage(opts):
+            ordered = [finals[i] for i in sorted(finals)]
+            yield sse_event({**head, "choices": [], "usage": usage(ordered, opts.n)})
+        yield SSE_DONE
+    except Exception as exc:
+        yield sse_error(exc)
+    finally:
+        for source in sources:
+            await source.close()

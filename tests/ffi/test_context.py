@@ -202,6 +202,59 @@ def test_full_context_is_decode_error_1(model: Model) -> None:
         assert info.value.code == 1
 
 
+def test_add_tokens_decodes_like_add_per_token(model: Model, ctx: Context) -> None:
+    vocab = model.vocab
+    prompts = [vocab.tokenize(p, add_special=True) for p in PROMPTS]
+    runs = []
+    for bulk in (False, True):
+        ctx.memory_clear()
+        with Batch(64, n_seq_max=2) as batch:
+            batch.add(prompts[0][0], 0, 0, False)  # bulk and single adds mix in one batch
+            rows = []
+            for seq, prompt in enumerate(prompts):
+                first = 1 if seq == 0 else 0
+                if bulk:
+                    rows.append(batch.add_tokens(prompt[first:], first, seq))
+                else:
+                    for pos in range(first, len(prompt)):
+                        row = batch.add(prompt[pos], pos, seq, pos == len(prompt) - 1)
+                    rows.append(row)
+            filled = (batch.tokens(), list(batch.outputs), rows)
+            ctx.decode(batch)
+            logits = [ctx.logits_list(row) for row in rows]
+        tail = []  # and the cache it left goes on the same way
+        with greedy_chain(model) as chain, Batch(1) as step:
+            idx = rows[1]
+            for pos in range(len(prompts[1]), len(prompts[1]) + 4):
+                tail.append(chain.sample(ctx, idx))
+                step.clear()
+                idx = step.add(tail[-1], pos, 1, True)
+                ctx.decode(step)
+        runs.append((filled, logits, tail))
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][0][1] == [len(prompts[0]) - 1, len(prompts[0]) + len(prompts[1]) - 1]
+    assert runs[0][1] == runs[1][1]  # bit for bit
+    assert runs[0][2] == runs[1][2] and runs[0][2]
+
+
+def test_add_tokens_limits() -> None:
+    with Batch(4) as batch:
+        assert batch.add_tokens([5, 6], 10, 0, logits_last=False) == 1
+        assert batch.outputs == [] and batch.tokens() == [5, 6]
+        with pytest.raises(Exception, match="full"):
+            batch.add_tokens([7, 8, 9], 12, 0)
+        with pytest.raises(OverflowError):
+            batch.add_tokens([7, 2**40], 12, 0)
+        assert batch.tokens() == [5, 6]  # a refused call adds nothing
+        assert batch.add_tokens([7], 12, 0) == 2 and batch.outputs == [2]
+        with pytest.raises(ValueError):
+            batch.add_tokens([], 0, 0)
+    with pytest.raises(Exception, match="closed"):
+        batch.add_tokens([1], 0, 0)
+    with Batch(2, embd=8) as embd_batch, pytest.raises(Exception, match="embeddings"):
+        embd_batch.add_tokens([1], 0, 0)
+
+
 def test_batch_limits() -> None:
     with Batch(2, n_seq_max=2) as batch:
         batch.add(1, 0, [0, 1], True)

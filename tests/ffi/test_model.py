@@ -65,9 +65,27 @@ def test_load_failures(tmp_path: Path) -> None:
 
 def test_vocab_only_model(model_path: Path) -> None:
     with Model(model_path, vocab_only=True) as vocab_model:
+        assert vocab_model.vocab_only
         assert vocab_model.vocab.n_tokens == 49152
         assert vocab_model.n_head == 0  # libllama asserts when asked on a model without layers
         assert vocab_model.vocab.tokenize("hi", add_special=False)
+
+
+def test_vocab_only_gguf_hparams_do_not_abort(vocab_dir: Path) -> None:
+    # upstream's tokenizer fixtures hold no tensors and no hyperparameters at all; a
+    # context on them would abort the process at the first decode
+    with Model(vocab_dir / "ggml-vocab-llama-spm.gguf", vocab_only=True) as vocab_model:
+        assert (vocab_model.n_ctx_train, vocab_model.n_embd, vocab_model.n_embd_out,
+                vocab_model.n_layer, vocab_model.n_head) == (0, 0, 0, 0, 0)
+        assert vocab_model.n_params == 0 and vocab_model.size == 0
+        assert isinstance(vocab_model.description, str)
+        assert vocab_model.ftype == "unknown"
+        assert vocab_model.metadata["general.architecture"] == "llama"
+        assert vocab_model.pooling_type == "none" and vocab_model.has_decoder
+        assert vocab_model.chat_template() is None
+        assert vocab_model.vocab.tokenize("Hello", add_special=False)
+        with pytest.raises(ContextError, match="vocab_only"):
+            llama_ffi.Context(vocab_model, n_ctx=256)
 
 
 def test_native_log_goes_to_logging(model_path: Path, caplog: pytest.LogCaptureFixture) -> None:

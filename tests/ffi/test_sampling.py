@@ -224,6 +224,18 @@ def test_grammar_rejects_forced_tokens(model: Model) -> None:
             chain.accept(model.vocab.eos)  # libllama would abort the process here
 
 
+def test_grammar_with_no_token_left_is_a_grammar_error(model: Model, ctx: Context,
+                                                      prefill: Callable) -> None:
+    # the grammar parses, but the only token it allows is banned by logit_bias
+    x = model.vocab.tokenize("x", add_special=False)
+    assert len(x) == 1
+    idx = prefill(ctx, tokens_of(model))
+    params = greedy(grammar='root ::= "x"', logit_bias={x[0]: float("-inf")})
+    with SamplerChain(model, params) as chain:
+        with pytest.raises(GrammarError, match="grammar allows"):
+            chain.sample(ctx, idx)
+
+
 @pytest.mark.parametrize(
     "grammar",
     [

@@ -43,6 +43,18 @@ ROUND_TRIP = [
 ]
 
 
+def test_fim_tokens(model: Model, vocab_dir: Path) -> None:
+    # SmolLM2 names a repository token but no prefix/suffix/middle ones
+    vocab = model.vocab
+    assert (vocab.fim_pre, vocab.fim_suf, vocab.fim_mid, vocab.fim_sep) == (-1, -1, -1, -1)
+    assert vocab.fim_rep >= 0 and vocab.is_control(vocab.fim_rep)
+    with Model(vocab_dir / "ggml-vocab-starcoder.gguf", vocab_only=True) as starcoder:
+        fim = starcoder.vocab
+        texts = [fim.token_text(t) for t in (fim.fim_pre, fim.fim_suf, fim.fim_mid, fim.fim_pad)]
+        assert texts == [b"<fim_prefix>", b"<fim_suffix>", b"<fim_middle>", b"<fim_pad>"]
+        assert fim.fim_rep == fim.fim_sep == -1
+
+
 @pytest.mark.parametrize("text", ROUND_TRIP)
 def test_round_trip(model: Model, text: str) -> None:
     vocab = model.vocab

@@ -47,3 +47,27 @@ def test_command_serves_the_default_model_and_stops_on_sigint(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _run_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "llamaserver", "--port", "0", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_missing_model_file_is_one_line_error(tmp_path: Path) -> None:
+    done = _run_command("-m", str(tmp_path / "nonexistent.gguf"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"llamaserver: error: model file not found: {tmp_path / 'nonexistent.gguf'}"]
+    assert "listening" not in done.stdout
+
+
+def test_model_that_fails_to_load_ends_the_command(tmp_path: Path) -> None:
+    # upstream's server exits when the model cannot be loaded instead of serving 503 for ever
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file")
+    done = _run_command("-m", str(junk), "--log-disable")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "llamaserver: error: could not load the model: failed to load model from")

@@ -233,6 +233,20 @@ async def test_invalid_requests(engine):
     assert e.status == 400 and e.type == "invalid_request_error"
 
 
+async def test_grammar_failing_on_the_worker_is_invalid_request(engine):
+    # The grammar parses, so submit (and the HTTP pre-check) accept it; only when sampling on
+    # the worker thread does it turn out that logit_bias bans the one token it allows.
+    x = engine.vocab.tokenize("x", add_special=False)
+    sampling = SamplerParams(temperature=0.0, grammar='root ::= "x"',
+                             logit_bias={x[0]: float("-inf")})
+    stream = engine.submit(GenerationRequest("hi", sampling, n_predict=3))
+    with pytest.raises(InvalidRequest, match="grammar") as caught:
+        await stream.result()
+    assert caught.value.status == 400
+    await wait_idle(engine)
+    assert (await engine.submit(greedy("hi", 2)).result()).tokens_predicted == 2
+
+
 async def test_mixed_prompt_tokens_and_text(engine):
     vocab = engine.vocab
     text = await engine.submit(greedy("The capital of France is", 4)).result()

@@ -85,6 +85,15 @@ def test_bad_grammar(client: httpx.Client, grammar: str) -> None:
     error_of(client.post("/completion", json={"prompt": "x", "grammar": grammar}), 400, BAD)
 
 
+def test_grammar_left_without_tokens_is_400(client: httpx.Client) -> None:
+    # parses (so it passes the pre-check), then bans its only token: found on the worker
+    x = client.post("/tokenize", json={"content": "x"}).json()["tokens"]
+    body = {"prompt": "x", "grammar": 'root ::= "x"', "logit_bias": [[x[0], False]],
+            "n_predict": 2, "temperature": 0}
+    message = error_of(client.post("/completion", json=body), 400, BAD)["message"]
+    assert "grammar" in message
+
+
 def test_grammar_and_schema_together(client: httpx.Client) -> None:
     error_of(client.post("/completion", json={"prompt": "x", "grammar": 'root ::= "a"',
                                               "json_schema": {}}), 400, BAD)

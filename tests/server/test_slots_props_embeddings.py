@@ -122,5 +122,21 @@ def test_infill_needs_fim_tokens(client: httpx.Client) -> None:
     r = client.post("/infill", json={"input_prefix": "def add(a, b):\n    return ",
                                      "input_suffix": "\n\nprint(add(1, 2))\n",
                                      "n_predict": 6, "temperature": 0})
-    error_of(r, 501, "not_supported_error")
+    message = error_of(r, 501, "not_supported_error")["message"]
+    assert "fill-in-the-middle" in message and "prefix (fim_pre)" in message
     error_of(client.post("/infill", json={"input_prefix": 5}), 400, BAD)
+
+
+def test_infill_prompt_uses_the_vocabulary_fim_ids(vocab_dir: Path) -> None:
+    # no model with FIM tokens is small enough to run here: build the prompt on StarCoder's
+    # vocabulary, whose FIM tokens libllama knows
+    from llama_ffi import Model
+    from llamaserver.http._completion import InfillRequest, infill_prompt
+
+    req = InfillRequest(input_prefix="def f():", input_suffix="\n", prompt="    ",
+                        input_extra=[{"filename": "a.py", "text": "x = 1"}])
+    with Model(vocab_dir / "ggml-vocab-starcoder.gguf", vocab_only=True) as starcoder:
+        v = starcoder.vocab
+        assert infill_prompt(v, req, spm=False) == [
+            "a.py\nx = 1", v.fim_pre, "def f():", v.fim_suf, "\n", v.fim_mid, "    "]
+        assert infill_prompt(v, req, spm=True)[1:5] == [v.fim_suf, "\n", v.fim_pre, "def f():"]
