@@ -95,7 +95,24 @@ def backend_args(options: BuildOptions) -> list[str]:
     raise BackendError(b)
 
 
+def link_args(options: BuildOptions) -> list[str]:
+    """Arguments that change only how things are linked (a change relinks, never recompiles)."""
+    if options.backend == "cuda" and options.cublas_root:
+        # cuBLAS outside the toolkit: the linker must find libcublas.so.N for the tools, and
+        # the staged libraries find it at run time through their rpath.
+        lib = (pathlib.Path(options.cublas_root) / "lib").resolve()
+        real = (lib / "libcublas.so").resolve().parent
+        return [f"-DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath-link,{real}",
+                f"-DCMAKE_SHARED_LINKER_FLAGS=-Wl,-rpath-link,{real}",
+                f"-DCMAKE_BUILD_RPATH=$ORIGIN;$ORIGIN/../lib;{real}"]
+    return []
+
+
 def cmake_args(options: BuildOptions) -> list[str]:
+    return compile_args(options) + link_args(options)
+
+
+def compile_args(options: BuildOptions) -> list[str]:
     return common_args() + cpu_args(options) + backend_args(options) + list(options.extra_args)
 
 

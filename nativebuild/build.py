@@ -62,10 +62,10 @@ class Plan:
 
     @property
     def root(self) -> pathlib.Path:
-        """One build tree per source and backend: plans that differ only in CPU extensions share
-        it, so turning one extension off recompiles ggml-cpu alone."""
+        """One build tree per source and backend: plans that differ only in CPU extensions or
+        in link options share it, so turning one extension off recompiles ggml-cpu alone."""
         no_cpu = dataclasses.replace(self.options, cpu_options=())
-        return self.cache / "builds" / self._digest(backends.cmake_args(no_cpu))
+        return self.cache / "builds" / self._digest(backends.compile_args(no_cpu))
 
     @property
     def out(self) -> pathlib.Path:

@@ -64,6 +64,19 @@ def test_cuda_options():
     assert "-DGGML_CUDA_NO_VMM=ON" in args
     assert "-DCUDA_cublas_LIBRARY=/x/cu13/lib/libcublas.so" in args
     assert "-DCMAKE_CUDA_ARCHITECTURES=native" in args_for(backend="cuda")
+    # the tools link against libcublas.so.N from outside the toolkit, and find it at run time
+    assert "-DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath-link,/x/cu13/lib" in args
+    assert args[-1] == "-DCMAKE_BUILD_RPATH=$ORIGIN;$ORIGIN/../lib;/x/cu13/lib"
+
+
+def test_link_options_do_not_change_the_build_tree(monkeypatch):
+    plan = _plan(backend="cuda", cublas_root="/x/cu13")
+    links = backends.link_args(plan.options)
+    assert links and not set(links) & set(backends.compile_args(plan.options))
+    root, key = plan.root, plan.key
+    monkeypatch.setattr(backends, "link_args", lambda options: [])
+    assert plan.root == root          # the tree is kept: a link change relinks only
+    assert plan.key != key            # but the result is a different build
 
 
 def test_hip_targets_and_blas_vendor():
