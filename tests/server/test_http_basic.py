@@ -98,6 +98,10 @@ def test_metrics(client: httpx.Client) -> None:
     assert lines["llamacpp:tokens_predicted_total"] > 0
     assert "llamacpp:kv_cache_usage_ratio" in lines
     assert "llamacpp:requests_processing" in lines
+    # the engine's step accounting: generation-only steps are counted and decode is inside them
+    assert lines["llamacpp:engine_gen_step_seconds_total"] > 0
+    assert 0 < lines["llamacpp:engine_gen_decode_seconds_total"] <= lines["llamacpp:engine_gen_step_seconds_total"]
+    assert lines["llamacpp:engine_decode_seconds_total"] <= lines["llamacpp:engine_step_seconds_total"]
 
 
 def test_unknown_route_is_a_json_404(client: httpx.Client) -> None:
