@@ -35,32 +35,39 @@ def default_model() -> str:
     return str(default_model_path())
 
 
-def step_counters(url: str) -> tuple[float, float] | None:
-    """(step seconds, decode seconds) of generation-only steps, from our /metrics."""
+def step_counters(url: str) -> tuple[float, float, float] | None:
+    """(step, decode, sampling) seconds of generation-only steps, from our /metrics."""
     try:
         text = httpx.get(url + "/metrics", timeout=5).text
     except httpx.HTTPError:
         return None
-    found = {}
-    for name in ("llamacpp:engine_gen_step_seconds_total", "llamacpp:engine_gen_decode_seconds_total"):
-        m = re.search(rf"^{re.escape(name)}\s+([0-9.eE+-]+)", text, re.M)
-        if m:
-            found[name] = float(m.group(1))
-    return tuple(found.values()) if len(found) == 2 else None
+    found = []
+    for name in ("step", "decode", "sample"):
+        m = re.search(rf"^llamacpp:engine_gen_{name}_seconds_total\s+([0-9.eE+-]+)", text, re.M)
+        if not m:
+            return None
+        found.append(float(m.group(1)))
+    return tuple(found)
 
 
 def one_server_run(spec, levels, per_client, n_predict, warmup):
     with Running(spec) as server:
         idle = server.rss()
-        out = {"startup_s": server.startup_s, "idle_rss": idle, "levels": {}, "python_share": {}}
+        out = {"startup_s": server.startup_s, "idle_rss": idle, "levels": {}, "python_share": {},
+               "python_share_without_samplers": {}, "thread_cpu": {}}
         asyncio.run(run_load(server.url, 1, warmup, n_predict))   # warm caches and allocators
         for level in levels:
-            before = step_counters(server.url)
-            out["levels"][level] = asyncio.run(run_load(server.url, level, per_client, n_predict, server.rss))
-            after = step_counters(server.url)
+            before, cpu_before = step_counters(server.url), server.thread_cpu()
+            out["levels"][level] = result = asyncio.run(
+                run_load(server.url, level, per_client, n_predict, server.rss))
+            after, cpu_after = step_counters(server.url), server.thread_cpu()
+            tokens = sum(r.tokens for r in result.results if r.ok) or 1
+            out["thread_cpu"][level] = {name: 1000.0 * (cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0)) / tokens
+                                        for name in cpu_after}
             if before and after and after[0] > before[0]:
-                step, decode = after[0] - before[0], after[1] - before[1]
+                step, decode, sample = (a - b for a, b in zip(after, before))
                 out["python_share"][level] = (step - decode) / step
+                out["python_share_without_samplers"][level] = (step - decode - sample) / step
         out["load_rss"] = max(r.peak_rss for r in out["levels"].values())
     return out
 
@@ -162,12 +169,27 @@ def render(args, model, levels, runs) -> str:
         a = med([r["startup_s"] for r in runs["llamaserver"]])
         b = med([r["startup_s"] for r in runs[ref]])
         lines.append(f"| start-up <= upstream + 1.5 s | {a:.2f} vs {b + 1.5:.2f} s | {'yes' if a <= b + 1.5 else 'NO'} |")
-        for level in levels:
-            shares = [r["python_share"][level] for r in runs["llamaserver"] if level in r["python_share"]]
-            if shares:
-                share = med(shares) * 100
-                lines.append(f"| Python share of a generation step < 3% at {level} clients | "
-                             f"{share:.2f}% | {'yes' if share < 3 else 'NO'} |")
+        for key, label in (("python_share", "engine time outside llama_decode"),
+                           ("python_share_without_samplers", "Python alone (outside decode and libllama's samplers)")):
+            for level in levels:
+                shares = [r[key][level] for r in runs["llamaserver"] if level in r[key]]
+                if shares:
+                    share = med(shares) * 100
+                    lines.append(f"| {label} < 3% of a generation step at {level} clients | "
+                                 f"{share:.2f}% | {'yes' if share < 3 else 'NO'} |")
+    lines += ["", "## CPU per generated token, by thread (ms, median over repeats)", "",
+              "Both servers share 2 cores with the 2 compute threads they were given; CPU spent by",
+              "any other thread is taken from the decode.", "",
+              "| clients | server | threads (ms CPU per token) | total |", "|---|---|---|---|"]
+    for level in levels:
+        for name in names:
+            per = {}
+            for r in runs[name]:
+                for thread, ms in r["thread_cpu"].get(level, {}).items():
+                    per.setdefault(thread, []).append(ms)
+            meds = {t: med(v) for t, v in per.items()}
+            shown = ", ".join(f"{t} {v:.2f}" for t, v in sorted(meds.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+            lines.append(f"| {level} | {name} | {shown} | {sum(meds.values()):.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -74,6 +74,21 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time (user + system) of each thread of `pid`, summed by thread name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in pathlib.Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 class Running:
     """A started server: base URL, process, and how long it took to become healthy."""
 
@@ -107,6 +122,9 @@ class Running:
 
     def rss(self) -> int:
         return rss_bytes(self.proc.pid)
+
+    def thread_cpu(self) -> dict[str, float]:
+        return thread_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

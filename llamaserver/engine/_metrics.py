@@ -71,6 +71,7 @@ class Metrics:
             "gen_tokens_total": self.gen_tokens_total,
             "gen_step_seconds_total": self.gen_step_seconds_total,
             "gen_decode_seconds_total": self.gen_decode_seconds_total,
+            "gen_sample_seconds_total": self.gen_sample_seconds_total,
             "gen_python_ms_per_step": 1000.0 * gen_py / gen_steps,
             "gen_decode_ms_per_step": 1000.0 * self.gen_decode_seconds_total / gen_steps,
             # of the python time: inside the sampler chains (libllama samplers via cffi)

@@ -15,6 +15,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ._threadname import name_os_thread
+
 if TYPE_CHECKING:
     from ._job import Job
 
@@ -44,6 +46,7 @@ class EventPump:
         self._thread.join()
 
     def _run(self) -> None:
+        name_os_thread()
         q = self._queue
         while True:
             batches = [q.get()]

@@ -34,6 +34,7 @@ from ._pump import EventPump, Outbox
 from ._slot import GENERATING, IDLE, PROMPT, Slot
 from ._stop import StopMatcher
 from .types import TokenEvent
+from ._threadname import name_os_thread
 
 if TYPE_CHECKING:
     from llama_ffi import Batch, Context, Model, Vocab
@@ -142,6 +143,7 @@ class Worker:
     # ------------------------------------------------------------------ the thread
 
     def run(self) -> None:
+        name_os_thread()
         cond = self._cond
         try:
             while True:

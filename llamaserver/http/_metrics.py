@@ -53,6 +53,8 @@ _METRICS = [
      "chunk), decode included.", ("gen_step_seconds_total",)),
     ("engine_gen_decode_seconds", "counter", "Time of generation-only steps spent inside "
      "llama_decode().", ("gen_decode_seconds_total",)),
+    ("engine_gen_sample_seconds", "counter", "Time of generation-only steps spent in "
+     "libllama's sampler chains.", ("gen_sample_seconds_total",)),
 ]
 
 
