@@ -113,6 +113,9 @@ def main(argv=None) -> int:
             runs[spec.name].append(one_server_run(spec, levels, args.requests_per_client,
                                                   args.n_predict, warmup=2))
     report = render(args, model, levels, runs)
+    findings = HERE / "FINDINGS.md"
+    if findings.exists() and pathlib.Path(args.output).resolve() == (HERE / "RESULTS.md").resolve():
+        report += "\n" + findings.read_text()
     pathlib.Path(args.output).write_text(report)
     print(report)
     return 0
