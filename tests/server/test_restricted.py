@@ -89,18 +89,21 @@ def test_health_hides_slots_when_disabled(anon: httpx.Client) -> None:
 
 
 def test_full_queue_is_503_with_retry_after(restricted: Running, authed: httpx.Client) -> None:
-    started = threading.Event()
+    started, release = threading.Event(), threading.Event()
     busy_body = {"prompt": "Tell me a long story.", "n_predict": 2000, "ignore_eos": True,
                  "stream": True}
 
     def hold_the_slot() -> None:
+        # keep the stream open (and the only slot busy) until the checks are done: a client
+        # that leaves frees its slot at once
         with httpx.Client(base_url=restricted.url, timeout=120,
                           headers={"Authorization": f"Bearer {KEY}"}) as c:
             with c.stream("POST", "/completion", json=busy_body) as r:
                 for line in r.iter_lines():
                     if line.startswith("data: "):
                         started.set()
-                        break
+                        if release.is_set():
+                            break
 
     thread = threading.Thread(target=hold_the_slot)
     thread.start()
@@ -114,4 +117,5 @@ def test_full_queue_is_503_with_retry_after(restricted: Running, authed: httpx.C
         error_of(r, 503, "unavailable_error")
         assert int(r.headers["Retry-After"]) >= 1
     finally:
+        release.set()
         thread.join(60)
