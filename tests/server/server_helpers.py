@@ -59,6 +59,9 @@ class ThreadedServer:
         config = Config()
         config.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn closes its copy
         config.accesslog = None
+        # session-scoped clients keep connections idle across slower tests: a server closing
+        # them at hypercorn's default 5 s races the client's next request on that connection
+        config.keep_alive_timeout = 600
         self._listening.set()
         try:
             await serve(self.app, config, shutdown_trigger=self._stop.wait)
