@@ -20,7 +20,7 @@ import logging
 import math
 from typing import Any
 
-from quart import Blueprint, Quart, Response
+from quart import Blueprint, Quart, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from llama_ffi import GrammarError, InvalidTokenError, TemplateError
@@ -101,8 +101,21 @@ def error_response(exc: BaseException) -> Response:
     return response
 
 
+# Statuses given before a view reads the request (a missing API key, an unknown route, a body
+# too large): the body is still unread, so the connection cannot carry another request.
+_BODY_LEFT_UNREAD = frozenset({401, 404, 405, 413})
+
+
+def _has_body(req: Any) -> bool:
+    return bool(req.content_length) or "chunked" in req.headers.get("Transfer-Encoding", "").lower()
+
+
 async def _handle(exc: Exception) -> Response:
-    return error_response(exc)
+    response = error_response(exc)
+    if response.status_code in _BODY_LEFT_UNREAD and has_request_context() and _has_body(request):
+        # Say so: a client that reused the connection would find it closed under its next request.
+        response.headers["Connection"] = "close"
+    return response
 
 
 def register_error_handlers(target: Quart | Blueprint) -> None:

@@ -51,6 +51,15 @@ def test_missing_or_wrong_key_is_401(anon: httpx.Client, headers: dict[str, str]
     error_of(anon.get("/props", headers=headers), 401, "authentication_error")
 
 
+def test_rejected_body_closes_the_connection_openly(anon: httpx.Client) -> None:
+    # the 401 comes before the body is read, so the connection cannot be reused: the server
+    # must say so rather than close it under the client's next request
+    r = anon.post("/completion", json={"prompt": "x", "n_predict": 1})
+    assert r.status_code == 401 and r.headers["connection"] == "close"
+    assert anon.get("/props").status_code == 401     # a new connection, no protocol error
+    assert anon.get("/props").headers.get("connection") != "close"
+
+
 def test_valid_key_in_either_header(anon: httpx.Client) -> None:
     for headers in ({"Authorization": f"Bearer {KEY}"}, {"X-Api-Key": KEY},
                     {"authorization": f"bearer {KEY}"}):
