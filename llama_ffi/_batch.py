@@ -75,12 +75,8 @@ class Batch:
             self._n_seq_id[i] = n
         return i
 
-    def add(self, token: int, pos: int, seq_ids: int | Sequence[int], logits: bool) -> int:
-        """Append a token at position ``pos`` of ``seq_ids``; return its index in the batch."""
-        if self.embd:
-            raise LlamaError("this batch holds embeddings; use add_embedding")
-        i = self._slot(seq_ids)
-        self._token[i] = token
+    def _place(self, i: int, pos: int, logits: bool) -> int:
+        """Finish row ``i`` (already holding its token or embedding and its sequences)."""
         self._pos[i] = pos
         self._logits[i] = 1 if logits else 0
         if logits:
@@ -88,6 +84,14 @@ class Batch:
         self._n = i + 1
         self._struct.n_tokens = i + 1
         return i
+
+    def add(self, token: int, pos: int, seq_ids: int | Sequence[int], logits: bool) -> int:
+        """Append a token at position ``pos`` of ``seq_ids``; return its index in the batch."""
+        if self.embd:
+            raise LlamaError("this batch holds embeddings; use add_embedding")
+        i = self._slot(seq_ids)
+        self._token[i] = token
+        return self._place(i, pos, logits)
 
     def add_tokens(self, tokens: Sequence[int], pos0: int, seq_id: int, *, logits_last: bool = True) -> int:
         """Append ``tokens`` at positions ``pos0, pos0 + 1, ...`` of sequence ``seq_id``; only the
@@ -134,13 +138,7 @@ class Batch:
         start = i * self.embd
         for j, value in enumerate(values):
             self._embd[start + j] = value
-        self._pos[i] = pos
-        self._logits[i] = 1 if logits else 0
-        if logits:
-            self.outputs.append(i)
-        self._n = i + 1
-        self._struct.n_tokens = i + 1
-        return i
+        return self._place(i, pos, logits)
 
     def tokens(self) -> list[int]:
         return ffi.unpack(self._token, self._n) if not self.embd and self._n else []

@@ -317,9 +317,8 @@ class SamplerChain:
 
     def _seed_penalties(self) -> None:
         tokens = self.params.penalty_prompt_tokens
-        if tokens and self._penalties is not None:
-            for tok in tokens[-self._penalty_window :]:
-                lib.llama_sampler_accept(self._penalties, tok)
+        if tokens:
+            _feed(self._penalties, tokens, self._penalty_window)
 
     # ------------------------------------------------------------------ C handle
 
@@ -391,12 +390,9 @@ class SamplerChain:
         self._require()
         tokens = list(tokens)
         self.model.vocab.check_tokens(tokens)
-        if self._penalties is not None and self.params.penalty_prompt_tokens is None:
-            for tok in tokens[-self._penalty_window :]:
-                lib.llama_sampler_accept(self._penalties, tok)
-        if self._dry is not None:
-            for tok in tokens[-self._dry_window :]:
-                lib.llama_sampler_accept(self._dry, tok)
+        if self.params.penalty_prompt_tokens is None:
+            _feed(self._penalties, tokens, self._penalty_window)
+        _feed(self._dry, tokens, self._dry_window)
 
     def reset(self) -> None:
         """Forget the history (and restart the grammar); penalty_prompt_tokens are fed again."""
@@ -486,3 +482,10 @@ class SamplerChain:
             helper = ffi.gc(check_pointer(raw, LlamaError, "failed to create a sampler"), lib.llama_sampler_free)
             self._helpers[key] = helper
         return helper
+
+
+def _feed(stage: Any, tokens: Sequence[int], window: int) -> None:
+    """Accept the last ``window`` of ``tokens`` into one history-keeping stage, if it exists."""
+    if stage is not None:
+        for tok in tokens[-window:]:
+            lib.llama_sampler_accept(stage, tok)
