@@ -86,6 +86,8 @@ class Context:
         yarn_orig_ctx: int = 0,
         kv_unified: bool = True,
         swa_full: bool = False,
+        n_outputs_max: int = 0,
+        n_outputs_max_per_seq: int = 0,
         no_perf: bool = False,
     ) -> None:
         model_ptr = model._require()
@@ -138,6 +140,10 @@ class Context:
         params.yarn_orig_ctx = yarn_orig_ctx
         params.kv_unified = kv_unified
         params.swa_full = swa_full
+        # 0 means n_batch: room for logits of every token of a full batch.  A server that reads
+        # one row per sequence per step says so; libllama then reserves a far smaller graph.
+        params.n_outputs_max = n_outputs_max
+        params.n_outputs_max_per_seq = n_outputs_max_per_seq
         params.no_perf = no_perf
 
         ptr = check_pointer(

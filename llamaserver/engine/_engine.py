@@ -166,7 +166,9 @@ class Engine:
             rope_freq_base=g(s, "rope_freq_base", 0.0), rope_freq_scale=rope_freq_scale,
             rope_scaling=g(s, "rope_scaling", None), yarn_ext_factor=yarn("yarn_ext_factor"),
             yarn_attn_factor=yarn("yarn_attn_factor"), yarn_beta_fast=yarn("yarn_beta_fast"),
-            yarn_beta_slow=yarn("yarn_beta_slow"), yarn_orig_ctx=g(s, "yarn_orig_ctx", 0))
+            yarn_beta_slow=yarn("yarn_beta_slow"), yarn_orig_ctx=g(s, "yarn_orig_ctx", 0),
+            # a step reads one row of logits per sequence, never more: a smaller reserved graph
+            n_outputs_max=self.n_slots + 1, n_outputs_max_per_seq=1)
         self._ctx = ctx
         self.n_ctx_slot = ctx.n_ctx_seq  # libllama rounds a stream up to 256 cells
         self.n_ctx = self.n_ctx_slot * self.n_slots

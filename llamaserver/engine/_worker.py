@@ -17,8 +17,10 @@ When there is nothing to do the thread sleeps on a condition variable; ``submit`
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import logging
+import operator
 import threading
 import time
 from collections import deque
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker", "WorkerConfig"]
 
+_BY_SEQ = operator.attrgetter("seq")
 _log = logging.getLogger("llamaserver.engine")
 
 _perf = time.perf_counter
@@ -202,38 +205,8 @@ class Worker:
             return
 
         ctx = self.ctx
+        n_gen, n_prompt = self._fill_batch()
         batch = self._batch
-        batch.clear()
-        add = batch.add
-        n_ctx = self.config.n_ctx_slot
-        n_gen = 0
-        for slot in list(self._active):
-            if slot.state != GENERATING:
-                continue
-            if len(slot.cache) + 1 >= n_ctx and not self._context_shift(slot):
-                slot.stopped_limit = True
-                slot.truncated = True
-                self._finish(slot)
-                continue
-            if self.self_extend:
-                self._group_attention(slot)
-            tok = slot.sampled
-            slot.i_batch = add(tok, slot.pos, slot.seq, True)
-            slot.cache.append(tok)
-            slot.pos += 1
-            n_gen += 1
-
-        n_prompt = 0
-        if self.config.cont_batching or n_gen == 0:
-            budget = self.config.n_batch - n_gen
-            for slot in self._active:
-                if budget <= 0:
-                    break
-                if slot.state != PROMPT:
-                    continue
-                n_prompt_slot = self._add_prompt_chunk(slot, budget)
-                budget -= n_prompt_slot
-                n_prompt += n_prompt_slot
 
         if n_gen + n_prompt == 0:
             if self._active:  # cannot happen; never spin on slots that make no progress
@@ -367,18 +340,29 @@ class Worker:
         if want >= 0:
             slot = self.slots[want]
             return slot if slot.state == IDLE else None
+        # First the slot whose cache holds the longest part of the prompt (when it is more than
+        # a tenth of it, as in llama-server), then one next to busy slots: the busy sequences
+        # should stay a run of consecutive ids, which libllama decodes as one graph (see
+        # _fill_batch); then the least recently used, whose cache is the least likely wanted.
         best: Slot | None = None
-        best_key: tuple[int, float] | None = None
+        best_key: tuple[int, int, float] | None = None
         use_cache = job.request.cache_prompt and not self.self_extend
         full = self._full_prompt(job) if use_cache else []
-        for slot in self.slots:
+        slots = self.slots
+        last = len(slots) - 1
+        for slot in slots:
             if slot.state != IDLE:
                 continue
             lcp = 0
             if use_cache and slot.sys_version == self.sys_version and slot.n_valid:
                 cache = slot.cache if slot.n_valid == len(slot.cache) else slot.cache[:slot.n_valid]
                 lcp = common_prefix(cache, full)
-            key = (lcp, -slot.t_last_used)
+                if lcp * 10 <= len(full):
+                    lcp = 0
+            i = slot.id
+            neighbours = ((i > 0 and slots[i - 1].state != IDLE)
+                          + (i < last and slots[i + 1].state != IDLE))
+            key = (lcp, neighbours, -slot.t_last_used)
             if best_key is None or key > best_key:
                 best, best_key = slot, key
         return best
@@ -465,7 +449,7 @@ class Worker:
         slot.t_start = now
         slot.t_prompt_start = now
         job.id_slot = slot.id
-        self._active.append(slot)
+        bisect.insort(self._active, slot, key=_BY_SEQ)
         self._n_idle -= 1
         m = self.metrics
         m.requests_total += 1
@@ -473,6 +457,41 @@ class Worker:
             m.busy_slots_peak = len(self._active)
 
     # ------------------------------------------------------------------ batch building
+
+    def _fill_batch(self) -> tuple[int, int]:
+        """One token per generating slot plus prompt chunks, in sequence order.
+
+        Order matters for speed: with a KV stream per sequence, libllama puts only runs of
+        consecutive sequence ids into one micro-batch, so a batch in any other order is
+        computed as several graphs (measured: 16 slots in shuffled order took 1.7x as long).
+        """
+        batch = self._batch
+        batch.clear()
+        add = batch.add
+        n_ctx = self.config.n_ctx_slot
+        n_generating = sum(1 for slot in self._active if slot.state == GENERATING)
+        prompts_allowed = self.config.cont_batching or n_generating == 0
+        budget = self.config.n_batch - n_generating
+        n_gen = n_prompt = 0
+        for slot in list(self._active):  # kept sorted by sequence id
+            if slot.state == GENERATING:
+                if len(slot.cache) + 1 >= n_ctx and not self._context_shift(slot):
+                    slot.stopped_limit = True
+                    slot.truncated = True
+                    self._finish(slot)
+                    continue
+                if self.self_extend:
+                    self._group_attention(slot)
+                tok = slot.sampled
+                slot.i_batch = add(tok, slot.pos, slot.seq, True)
+                slot.cache.append(tok)
+                slot.pos += 1
+                n_gen += 1
+            elif slot.state == PROMPT and prompts_allowed and budget > 0:
+                taken = self._add_prompt_chunk(slot, budget)
+                budget -= taken
+                n_prompt += taken
+        return n_gen, n_prompt
 
     def _add_prompt_chunk(self, slot: Slot, budget: int) -> int:
         prompt = slot.prompt

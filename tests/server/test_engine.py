@@ -214,6 +214,28 @@ async def test_requested_busy_slot_waits(engine):
     assert order == ["a", "b"]  # b is shorter but had to wait for slot 1
 
 
+async def test_free_slot_next_to_busy_ones_is_chosen(engine):
+    # Busy sequences should form one run of ids, which libllama decodes as a single graph.
+    await wait_idle(engine)
+    await engine.submit(greedy("Numbers: one, two", 2, id_slot=3)).result()
+    await engine.submit(greedy("Colours: red, blue", 2, id_slot=1)).result()  # now the newest
+    long_runs = [engine.submit(greedy("Count: 1, 2, 3,", 40, ignore_eos=True, id_slot=i))
+                 for i in (0, 2)]
+    deadline = time.monotonic() + 30
+    while not all(engine.slots()[i]["is_processing"] for i in (0, 2)):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+    filler = engine.submit(greedy("The weather in spring is", 4))
+    while filler.id_slot < 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+    busy = [slot.id for slot in engine._worker._active]
+    final = await filler.result()
+    await asyncio.gather(*(run.result() for run in long_runs))
+    assert final.id_slot == 1  # least recently used alone would take slot 3
+    assert busy == sorted(busy)  # the batch is built in this order
+
+
 async def test_invalid_requests(engine):
     with pytest.raises(InvalidRequest):
         engine.submit(greedy([1, 2, 10**9]))
