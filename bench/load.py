@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import statistics
 import time
@@ -84,7 +85,10 @@ async def _one(client: httpx.AsyncClient, url: str, prompt: str, n_predict: int)
 
 
 async def run_load(url: str, concurrency: int, requests_per_client: int, n_predict: int,
-                   rss_of=None) -> LoadResult:
+                   rss_of=None, protocol: str = "llama", ban: tuple[int, ...] = ()) -> LoadResult:
+    one = _PROTOCOLS[protocol]
+    if protocol == "openai":
+        one = functools.partial(one, ban=ban)
     results: list[RequestResult] = []
     peak = 0
     stop = asyncio.Event()
@@ -99,7 +103,7 @@ async def run_load(url: str, concurrency: int, requests_per_client: int, n_predi
     async def client_loop(index: int, client: httpx.AsyncClient):
         for i in range(requests_per_client):
             prompt = PROMPTS[(index + i) % len(PROMPTS)]
-            results.append(await _one(client, url, prompt, n_predict))
+            results.append(await one(client, url, prompt, n_predict))
 
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0), limits=limits) as client:
@@ -110,3 +114,42 @@ async def run_load(url: str, concurrency: int, requests_per_client: int, n_predi
         stop.set()
         await sampler
     return LoadResult(concurrency, wall, results, peak)
+
+
+async def _one_openai(client: httpx.AsyncClient, url: str, prompt: str, n_predict: int,
+                      ban: tuple[int, ...] = ()) -> RequestResult:
+    """The same request through /v1/completions (llama-cpp-python has no /completion).
+
+    It has no ignore_eos; banning the end-of-generation tokens with logit_bias does the same.
+    Its stream carries no token counts: a stream cut at max_tokens generated max_tokens, else
+    every chunk with text is one token.
+    """
+    body = {"prompt": prompt, "max_tokens": n_predict, "stream": True, "temperature": 0.0,
+            "logit_bias": {str(t): -1e9 for t in ban}}
+    sent = time.perf_counter()
+    ttft = 0.0
+    chunks = 0
+    finish = None
+    try:
+        async with client.stream("POST", url + "/v1/completions", json=body) as response:
+            if response.status_code != 200:
+                return RequestResult(False, error=f"HTTP {response.status_code}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                choice = json.loads(line[6:])["choices"][0]
+                if choice.get("text"):
+                    chunks += 1
+                    if not ttft:
+                        ttft = time.perf_counter() - sent
+                finish = choice.get("finish_reason") or finish
+    except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
+        return RequestResult(False, error=type(exc).__name__)
+    if finish is None:  # a stream cut short by the server
+        return RequestResult(False, error="no finish_reason")
+    tokens = n_predict if finish == "length" else chunks
+    return RequestResult(tokens > 0, ttft or (time.perf_counter() - sent), tokens,
+                         "" if tokens else "no tokens")
+
+
+_PROTOCOLS = {"llama": _one, "openai": _one_openai}

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import datetime
 import os
 import pathlib
 import platform
 import re
 import statistics
+import subprocess
 import sys
 
 import httpx
@@ -25,7 +28,7 @@ import httpx
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from load import run_load  # noqa: E402
-from servers import Running, llama_cpp_python, ours, upstream  # noqa: E402
+from servers import Running, ServerSpec, llama_cpp_python, ours, upstream  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -33,6 +36,12 @@ HERE = pathlib.Path(__file__).resolve().parent
 def default_model() -> str:
     from llama_ffi import default_model_path
     return str(default_model_path())
+
+
+def eog_tokens(model: str) -> tuple[int, ...]:
+    from llama_ffi import Model
+    with Model(model, vocab_only=True) as vocab_model:
+        return tuple(vocab_model.vocab.eog_tokens)
 
 
 def step_counters(url: str) -> tuple[float, float, float] | None:
@@ -50,26 +59,45 @@ def step_counters(url: str) -> tuple[float, float, float] | None:
     return tuple(found)
 
 
-def one_server_run(spec, levels, per_client, n_predict, warmup):
-    with Running(spec) as server:
-        idle = server.rss()
-        out = {"startup_s": server.startup_s, "idle_rss": idle, "levels": {}, "python_share": {},
-               "python_share_without_samplers": {}, "thread_cpu": {}}
-        asyncio.run(run_load(server.url, 1, warmup, n_predict))   # warm caches and allocators
-        for level in levels:
-            before, cpu_before = step_counters(server.url), server.thread_cpu()
-            out["levels"][level] = result = asyncio.run(
-                run_load(server.url, level, per_client, n_predict, server.rss))
-            after, cpu_after = step_counters(server.url), server.thread_cpu()
-            tokens = sum(r.tokens for r in result.results if r.ok) or 1
-            out["thread_cpu"][level] = {name: 1000.0 * (cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0)) / tokens
-                                        for name in cpu_after}
-            if before and after and after[0] > before[0]:
-                step, decode, sample = (a - b for a, b in zip(after, before))
-                out["python_share"][level] = (step - decode) / step
-                out["python_share_without_samplers"][level] = (step - decode - sample) / step
-        out["load_rss"] = max(r.peak_rss for r in out["levels"].values())
-    return out
+@dataclasses.dataclass
+class Side:
+    """One server under test: kept running for the whole comparison, and what was measured."""
+
+    spec: ServerSpec
+    ban: tuple[int, ...] = ()    # end-of-generation tokens, for servers without ignore_eos
+    running: Running | None = None
+    startup_s: list[float] = dataclasses.field(default_factory=list)
+    idle_rss: int = 0
+    peak_rss: int = 0
+    levels: dict[int, list] = dataclasses.field(default_factory=dict)          # LoadResult per repeat
+    shares: dict[int, list] = dataclasses.field(default_factory=dict)          # (with, without samplers)
+    thread_cpu: dict[int, list] = dataclasses.field(default_factory=dict)      # {thread: ms/token}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def measure(self, level: int, per_client: int, n_predict: int) -> float:
+        server = self.running
+        before, cpu_before = step_counters(server.url), server.thread_cpu()
+        result = asyncio.run(run_load(server.url, level, per_client, n_predict, server.rss,
+                                      protocol=self.spec.protocol, ban=self.ban))
+        after, cpu_after = step_counters(server.url), server.thread_cpu()
+        self.levels.setdefault(level, []).append(result)
+        self.peak_rss = max(self.peak_rss, result.peak_rss)
+        tokens = sum(r.tokens for r in result.results if r.ok) or 1
+        self.thread_cpu.setdefault(level, []).append(
+            {name: 1000.0 * (cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0)) / tokens
+             for name in cpu_after})
+        if before and after and after[0] > before[0]:
+            step, decode, sample = (a - b for a, b in zip(after, before))
+            self.shares.setdefault(level, []).append(((step - decode) / step,
+                                                      (step - decode - sample) / step))
+        return result.tokens_per_s
+
+
+def alternate(items: list, k: int) -> list:
+    return items if k % 2 == 0 else items[::-1]
 
 
 def med(xs):
@@ -86,7 +114,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)
     p.add_argument("--levels", default="1,4,8,16")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--startups", type=int, default=3, help="start-up measurements per server")
     p.add_argument("--requests-per-client", type=int, default=3)
     p.add_argument("--n-predict", type=int, default=48)
     p.add_argument("--ctx-size", type=int, default=8192)
@@ -97,22 +126,41 @@ def main(argv=None) -> int:
     p.add_argument("--output", default=str(HERE / "RESULTS.md"))
     args = p.parse_args(argv)
     if args.quick:
-        args.repeats, args.requests_per_client = 1, 2
+        args.repeats, args.requests_per_client, args.startups = 1, 2, 1
     model = args.model or default_model()
     levels = [int(x) for x in args.levels.split(",")]
     specs = [ours(model, args.ctx_size, args.parallel, args.threads),
              upstream(model, args.ctx_size, args.parallel, args.threads)]
     if args.with_llama_cpp_python:
+        subprocess.run([sys.executable, str(HERE / "lcp_install.py")], check=True)
         specs.append(llama_cpp_python(model, args.ctx_size, args.parallel, args.threads))
 
-    runs: dict[str, list[dict]] = {s.name: [] for s in specs}
-    for rep in range(args.repeats):
-        order = specs if rep % 2 == 0 else list(reversed(specs))
-        for spec in order:
-            print(f"[repeat {rep + 1}/{args.repeats}] {spec.name}", file=sys.stderr, flush=True)
-            runs[spec.name].append(one_server_run(spec, levels, args.requests_per_client,
-                                                  args.n_predict, warmup=2))
-    report = render(args, model, levels, runs)
+    sides = [Side(spec, ban=eog_tokens(model)) for spec in specs]
+    # Start-up first, each server alone on the machine, in turns.
+    for k in range(args.startups):
+        for side in alternate(sides, k):
+            with Running(side.spec) as server:
+                side.startup_s.append(server.startup_s)
+    # Then all servers stay up (idle ones sleep) and take turns at each level, the order
+    # flipping every time, so that drift of this shared machine hits them alike and each
+    # repeat gives a paired ratio.
+    with contextlib.ExitStack() as stack:
+        for side in sides:
+            side.running = stack.enter_context(Running(side.spec))
+            asyncio.run(run_load(side.running.url, 1, 2, args.n_predict, protocol=side.spec.protocol,
+                                 ban=side.ban))  # warm caches and allocators
+            side.idle_rss = side.running.rss()
+        turn = 0
+        for rep in range(args.repeats):
+            for level in levels:
+                line = []
+                for side in alternate(sides, turn):
+                    tps = side.measure(level, args.requests_per_client, args.n_predict)
+                    line.append(f"{side.name} {tps:.1f}")
+                turn += 1
+                print(f"[repeat {rep + 1}/{args.repeats}] {level} clients: " + ", ".join(line),
+                      file=sys.stderr, flush=True)
+    report = render(args, model, levels, {side.name: side for side in sides})
     findings = HERE / "FINDINGS.md"
     if findings.exists() and pathlib.Path(args.output).resolve() == (HERE / "RESULTS.md").resolve():
         report += "\n" + findings.read_text()
@@ -121,9 +169,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def render(args, model, levels, runs) -> str:
-    names = list(runs)
-    ref = "llama-server"
+def paired_ratios(a: Side, b: Side, level: int) -> list[float]:
+    """a/b throughput, repeat by repeat (the two ran back to back)."""
+    return [x.tokens_per_s / y.tokens_per_s
+            for x, y in zip(a.levels[level], b.levels[level]) if y.tokens_per_s]
+
+
+def render(args, model, levels, sides: dict[str, Side]) -> str:
+    ours_name, ref = "llamaserver", "llama-server"
     lines = [
         "# Benchmark: llamaserver vs upstream llama-server",
         "",
@@ -132,7 +185,8 @@ def render(args, model, levels, runs) -> str:
         f"- cpu: {cpu_name()}",
         f"- model: {pathlib.Path(model).name}; ctx {args.ctx_size}, {args.parallel} slots, "
         f"{args.threads} threads, n_predict {args.n_predict}, ignore_eos, temperature 0, streaming /completion",
-        f"- {args.repeats} repeats, servers interleaved; {args.requests_per_client} requests per client per level",
+        f"- {args.repeats} repeats; all servers up at once, taking turns at each level in alternating "
+        f"order; {args.requests_per_client} requests per client per turn",
         f"- command: `python bench/run.py {' '.join(sys.argv[1:])}`".rstrip(),
         "",
         "## Throughput and latency (median [min-max] over repeats)",
@@ -141,8 +195,8 @@ def render(args, model, levels, runs) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for level in levels:
-        for name in names:
-            rs = [r["levels"][level] for r in runs[name]]
+        for name, side in sides.items():
+            rs = side.levels[level]
             tps = [r.tokens_per_s for r in rs]
             p50 = [r.ttft(0.5) * 1000 for r in rs]
             p95 = [r.ttft(0.95) * 1000 for r in rs]
@@ -150,45 +204,51 @@ def render(args, model, levels, runs) -> str:
             lines.append(f"| {level} | {name} | {med(tps):.1f} [{lo:.1f}-{hi:.1f}] | {med(p50):.0f} | "
                          f"{med(p95):.0f} | {sum(r.completed for r in rs)} | {sum(r.errors for r in rs)} |")
     lines += ["", "## Memory and start-up", "",
-              "| server | RSS idle MB | RSS under load MB | start to healthy s |", "|---|---|---|---|"]
-    for name in names:
-        rs = runs[name]
-        lines.append(f"| {name} | {med([r['idle_rss'] for r in rs]) / 2**20:.0f} | "
-                     f"{med([r['load_rss'] for r in rs]) / 2**20:.0f} | {med([r['startup_s'] for r in rs]):.2f} |")
-    if "llamaserver" in runs and ref in runs:
-        lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+              "| server | RSS idle MB | RSS peak under load MB | start to healthy s (median [min-max]) |",
+              "|---|---|---|---|"]
+    for name, side in sides.items():
+        lo, hi = spread(side.startup_s)
+        lines.append(f"| {name} | {side.idle_rss / 2**20:.0f} | {side.peak_rss / 2**20:.0f} | "
+                     f"{med(side.startup_s):.2f} [{lo:.2f}-{hi:.2f}] |")
+    if ours_name in sides and ref in sides:
+        a_side, b_side = sides[ours_name], sides[ref]
+        lines += ["", "## Targets", "",
+                  "Throughput is judged on the median of the paired ratios (each repeat's two runs at a",
+                  "level were back to back); the ratio of the medians is shown beside it.", "",
+                  "| target | measured | met |", "|---|---|---|"]
         for level in levels:
-            a = med([r["levels"][level].tokens_per_s for r in runs["llamaserver"]])
-            b = med([r["levels"][level].tokens_per_s for r in runs[ref]])
-            ratio = a / b if b else float("nan")
-            lines.append(f"| throughput >= 0.95 x upstream at {level} clients | {ratio:.3f} | {'yes' if ratio >= 0.95 else 'NO'} |")
+            ratios = paired_ratios(a_side, b_side, level)
+            ratio = med(ratios)
+            lo, hi = spread(ratios)
+            of_medians = (med([r.tokens_per_s for r in a_side.levels[level]])
+                          / med([r.tokens_per_s for r in b_side.levels[level]]))
+            lines.append(f"| throughput >= 0.95 x upstream at {level} clients | {ratio:.3f} "
+                         f"[{lo:.3f}-{hi:.3f}]; of medians {of_medians:.3f} | {'yes' if ratio >= 0.95 else 'NO'} |")
         for level in levels:
-            a = med([r["levels"][level].ttft(0.5) for r in runs["llamaserver"]]) * 1000
-            b = med([r["levels"][level].ttft(0.5) for r in runs[ref]]) * 1000
+            a = med([r.ttft(0.5) for r in a_side.levels[level]]) * 1000
+            b = med([r.ttft(0.5) for r in b_side.levels[level]]) * 1000
             lines.append(f"| TTFT p50 <= 1.1 x upstream + 20 ms at {level} clients | {a:.0f} vs {1.1 * b + 20:.0f} ms | {'yes' if a <= 1.1 * b + 20 else 'NO'} |")
-        a = med([r["load_rss"] for r in runs["llamaserver"]]) / 2**20
-        b = med([r["load_rss"] for r in runs[ref]]) / 2**20
+        a, b = a_side.peak_rss / 2**20, b_side.peak_rss / 2**20
         lines.append(f"| RSS <= upstream + 150 MB | {a:.0f} vs {b + 150:.0f} MB | {'yes' if a <= b + 150 else 'NO'} |")
-        a = med([r["startup_s"] for r in runs["llamaserver"]])
-        b = med([r["startup_s"] for r in runs[ref]])
+        a, b = med(a_side.startup_s), med(b_side.startup_s)
         lines.append(f"| start-up <= upstream + 1.5 s | {a:.2f} vs {b + 1.5:.2f} s | {'yes' if a <= b + 1.5 else 'NO'} |")
-        for key, label in (("python_share", "engine time outside llama_decode"),
-                           ("python_share_without_samplers", "Python alone (outside decode and libllama's samplers)")):
+        for index, label in ((0, "engine time outside llama_decode"),
+                             (1, "Python alone (outside decode and libllama's samplers)")):
             for level in levels:
-                shares = [r[key][level] for r in runs["llamaserver"] if level in r[key]]
+                shares = [pair[index] for pair in a_side.shares.get(level, [])]
                 if shares:
                     share = med(shares) * 100
                     lines.append(f"| {label} < 3% of a generation step at {level} clients | "
                                  f"{share:.2f}% | {'yes' if share < 3 else 'NO'} |")
     lines += ["", "## CPU per generated token, by thread (ms, median over repeats)", "",
-              "Both servers share 2 cores with the 2 compute threads they were given; CPU spent by",
-              "any other thread is taken from the decode.", "",
+              "Each server has 2 compute threads on this 2-core machine; CPU spent by any other",
+              "thread is taken from the decode.", "",
               "| clients | server | threads (ms CPU per token) | total |", "|---|---|---|---|"]
     for level in levels:
-        for name in names:
-            per = {}
-            for r in runs[name]:
-                for thread, ms in r["thread_cpu"].get(level, {}).items():
+        for name, side in sides.items():
+            per: dict[str, list[float]] = {}
+            for run in side.thread_cpu.get(level, []):
+                for thread, ms in run.items():
                     per.setdefault(thread, []).append(ms)
             meds = {t: med(v) for t, v in per.items()}
             shown = ", ".join(f"{t} {v:.2f}" for t, v in sorted(meds.items(), key=lambda kv: -kv[1]) if v >= 0.05)

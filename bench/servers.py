@@ -27,6 +27,7 @@ class ServerSpec:
     name: str
     argv: list[str]              # without host/port, which are added per run
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    protocol: str = "llama"      # how load.py talks to it: "llama" (/completion) or "openai"
 
 
 def common_flags(model: str, ctx: int, parallel: int, threads: int) -> list[str]:
@@ -48,11 +49,20 @@ def upstream(model: str, ctx: int, parallel: int, threads: int) -> ServerSpec:
 
 
 def llama_cpp_python(model: str, ctx: int, parallel: int, threads: int) -> ServerSpec:
+    python = REPO / "bench" / ".venv-lcp" / "bin" / "python"
+    if not python.exists():
+        raise FileNotFoundError(f"{python} is missing: run `python bench/lcp_install.py`")
     lib = REPO / "llama_ffi" / "_native" / "lib"
+    # It serves one request at a time (no slots), so `parallel` has nothing to set. By default a
+    # request that arrives while another streams cuts that stream short; under a closed-loop load
+    # that would count truncated requests as served, so it is turned off.
     return ServerSpec("llama-cpp-python",
-                      [sys.executable, "-m", "llama_cpp.server", "--model", model, "--n_ctx", str(ctx),
-                       "--n_threads", str(threads), "--n_threads_batch", str(threads)],
-                      env={"LLAMA_CPP_LIB_PATH": str(lib)})
+                      [str(python), "-m", "llama_cpp.server", "--model", model, "--n_ctx", str(ctx),
+                       "--n_threads", str(threads), "--n_threads_batch", str(threads),
+                       "--interrupt_requests", "false"],
+                      # Our libllama (and libmtmd), not a copy of its own: same kernels as the others.
+                      env={"LLAMA_CPP_LIB_PATH": str(lib), "MTMD_CPP_LIB": str(lib)},
+                      protocol="openai")
 
 
 def rss_bytes(pid: int) -> int:

@@ -50,6 +50,7 @@ HELPERS_CDEF = """
 const char * llama_ffi_build_info(void);
 void llama_ffi_fill_candidates(llama_token_data_array * cur_p, llama_token_data * data,
                                const float * logits, int32_t n_vocab);
+int32_t llama_ffi_argmax(const float * logits, int32_t n_vocab);
 """
 
 HELPERS_SOURCE = """
@@ -68,6 +69,45 @@ static void llama_ffi_fill_candidates(llama_token_data_array * cur_p, llama_toke
     cur_p->size = (size_t) n_vocab;
     cur_p->selected = -1;
     cur_p->sorted = false;
+}
+
+/* The first index of the largest logit, as libllama's greedy sampler picks it.  Block maxima
+   over independent lanes vectorize without -ffast-math; only the block that first reaches the
+   maximum is searched for its index. */
+static int32_t llama_ffi_argmax(const float * logits, int32_t n_vocab) {
+    enum { LANES = 16, BLOCK = 1024 };
+    float best = -INFINITY;
+    int32_t best_start = -1;
+    for (int32_t start = 0; start < n_vocab; start += BLOCK) {
+        const int32_t end = n_vocab - start > BLOCK ? start + BLOCK : n_vocab;
+        float lane[LANES];
+        for (int k = 0; k < LANES; k++) {
+            lane[k] = -INFINITY;
+        }
+        int32_t i = start;
+        for (; i + LANES <= end; i += LANES) {
+            for (int k = 0; k < LANES; k++) {
+                lane[k] = logits[i + k] > lane[k] ? logits[i + k] : lane[k];
+            }
+        }
+        float m = -INFINITY;
+        for (int k = 0; k < LANES; k++) {
+            m = lane[k] > m ? lane[k] : m;
+        }
+        for (; i < end; i++) {
+            m = logits[i] > m ? logits[i] : m;
+        }
+        if (m > best) {
+            best = m;
+            best_start = start;
+        }
+    }
+    for (int32_t i = best_start; i >= 0 && i < n_vocab; i++) {
+        if (logits[i] == best) {
+            return i;
+        }
+    }
+    return 0; /* every logit -inf or NaN: greedy keeps the first */
 }
 """
 
@@ -402,7 +442,7 @@ def make_ffibuilder(native: Path | None = None) -> cffi.FFI:
     info = json.dumps(_build_info(native), sort_keys=True)
     builder.set_source(
         MODULE_NAME,
-        f'#include "llama.h"\n#define LLAMA_FFI_BUILD_INFO {_c_string(info)}\n' + HELPERS_SOURCE,
+        f'#include <math.h>\n#include "llama.h"\n#define LLAMA_FFI_BUILD_INFO {_c_string(info)}\n' + HELPERS_SOURCE,
         include_dirs=[str(include_dir)],
         library_dirs=[str(lib_dir)],
         libraries=list(LIBRARIES),

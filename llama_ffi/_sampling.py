@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from llama_ffi._model import Model
 
 DEFAULT_SEED = 0xFFFFFFFF
+_KEEP_ARGMAX = frozenset({"top_k", "top_p", "min_p", "tfs_z", "top_n_sigma"})
 DEFAULT_SAMPLERS = ("dry", "top_k", "tfs_z", "typ_p", "top_p", "min_p", "xtc", "temperature")
 MAX_GRAMMAR_BYTES = 1 << 20
 MAX_GRAMMAR_NESTING = 128
@@ -196,6 +197,8 @@ class SamplerChain:
         self._dry_window = 0
         self._grammar: Any = None
         self._greedy = params.temperature <= 0
+        self._bias: dict[int, float] = {}
+        self._plain_greedy = False
         self._data = ffi.new("llama_token_data[]", self._n_vocab)
         self._cur_p = ffi.new("llama_token_data_array *")
         self._single_data = ffi.new("llama_token_data[1]")
@@ -213,6 +216,10 @@ class SamplerChain:
             self._build(n_ctx if n_ctx and n_ctx > 0 else model.n_ctx_train)
             if params.grammar is not None and params.grammar.strip():
                 self._grammar = self._make_grammar(params.grammar)
+            # Greedy with nothing but logit biases before it: an argmax over the logits gives
+            # the same token without filling a candidate array of the whole vocabulary.
+            self._plain_greedy = (self._greedy and self._grammar is None and len(self._bias) <= 64
+                                  and lib.llama_sampler_chain_n(self._chain) == 1 + bool(self._bias))
         except BaseException:
             self.close()
             raise
@@ -243,12 +250,19 @@ class SamplerChain:
         if bias:
             entries = ffi.new("llama_logit_bias[]", list(bias.items()))
             self._add(lib.llama_sampler_init_logit_bias(n_vocab, len(bias), entries))
+        self._bias = bias
 
         order = p.stage_order()
         if "penalties" not in order:
             order.insert(0, "penalties")
         if p.mirostat:
             order = ["penalties"]
+        if self._greedy:
+            # These only cut the tail and always keep the most likely token, so the argmax that
+            # greedy takes is the same without them; top_k's partial sort of the whole vocabulary
+            # was most of a greedy step's sampling time.  (XTC and typical-p can drop the most
+            # likely token, so they stay.)
+            order = [stage for stage in order if stage not in _KEEP_ARGMAX]
 
         for stage in order:
             if stage == "penalties":
@@ -409,6 +423,16 @@ class SamplerChain:
             raise LlamaError("the context belongs to a model with a different vocabulary")
         logits = ctx.logits_ith(idx)
         self._logits = logits
+        if self._plain_greedy:
+            best = lib.llama_ffi_argmax(logits, self._n_vocab)
+            if best not in self._bias:
+                value = logits[best]
+                for tok, bias in self._bias.items():
+                    biased = logits[tok] + bias
+                    if biased > value or (biased == value and tok < best):
+                        best, value = tok, biased
+                return best
+            # the raw argmax is itself biased: let the chain decide
         cur_p = self._cur_p
         lib.llama_ffi_fill_candidates(cur_p, self._data, logits, self._n_vocab)
         lib.llama_sampler_apply(chain, cur_p)

@@ -45,6 +45,28 @@ def test_greedy_is_deterministic_and_is_the_argmax(
     assert run_a == run_b and run_a[0] == first and len(run_a) == 12
 
 
+def test_greedy_argmax_shortcut_matches_the_chain(
+    model: Model, ctx: Context, prefill: Callable, generate: Callable
+) -> None:
+    # Plain greedy skips libllama's chain; XTC with a threshold above 0.5 never removes a token
+    # but keeps the chain in use, so both runs must pick the same tokens, biases included.
+    prompt = tokens_of(model)
+    idx = prefill(ctx, prompt)
+    with SamplerChain(model, greedy()) as plain:
+        first = plain.sample(ctx, idx)
+    nudged = model.vocab.tokenize(" zebra", add_special=False)[0]
+    biases = {first: -math.inf, nudged: 7.5}
+    runs = []
+    for extra in ({}, {"xtc_probability": 1.0, "xtc_threshold": 0.9}):
+        with SamplerChain(model, greedy(logit_bias=biases, ignore_eos=True, **extra)) as chain:
+            assert chain._plain_greedy == (not extra)  # which path ran
+            runs.append(generate(ctx, chain, prompt, 16))
+    assert runs[0] == runs[1]
+    assert first not in runs[0]
+    with SamplerChain(model, greedy(logit_bias={nudged: 100.0})) as pushed:
+        assert pushed.sample(ctx, prefill(ctx, prompt)) == nudged
+
+
 def wide(seed: int, **overrides: object) -> SamplerParams:
     return SamplerParams(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=seed, **overrides)  # type: ignore
 
