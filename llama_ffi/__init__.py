@@ -16,7 +16,7 @@ from llama_ffi._errors import (
     StateError,
     TemplateError,
 )
-from llama_ffi._ffi import build_info, ffi, lib
+from llama_ffi._ffi import build_info, ffi, lib, numa_init
 from llama_ffi._log import LOGGER_NAME
 from llama_ffi._batch import Batch
 from llama_ffi._chat_template import ChatTemplate, builtin_template_names
@@ -24,6 +24,7 @@ from llama_ffi._context import Context
 from llama_ffi._decoder import TokenDecoder
 from llama_ffi._default_model import default_model_path, native_manifest, system_info
 from llama_ffi._llama import Llama
+from llama_ffi._lora import LoraAdapter
 from llama_ffi._model import Model
 from llama_ffi._sampling import DEFAULT_SAMPLERS, DEFAULT_SEED, SamplerChain, SamplerParams
 from llama_ffi._vocab import Vocab
@@ -41,6 +42,7 @@ __all__ = [
     "LOGGER_NAME",
     "Llama",
     "LlamaError",
+    "LoraAdapter",
     "Model",
     "ModelLoadError",
     "NativeLibraryError",
@@ -56,5 +58,6 @@ __all__ = [
     "ffi",
     "lib",
     "native_manifest",
+    "numa_init",
     "system_info",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from llama_ffi._batch import Batch
 from llama_ffi._callbacks import ABORT_CALLBACK, CallbackSlot
 from llama_ffi._errors import (
     ContextError,
+    LlamaError,
     StateError,
     check_decode,
     check_pointer,
@@ -19,6 +20,7 @@ from llama_ffi._ffi import ffi, lib
 from llama_ffi._model import POOLING_NAMES
 
 if TYPE_CHECKING:
+    from llama_ffi._lora import LoraAdapter
     from llama_ffi._model import Model
 
 FLASH_ATTN = {
@@ -167,6 +169,7 @@ class Context:
         self._causal: bool = bool(lib.llama_get_causal_attn(ptr))
         self._outputs: Sequence[int] = ()  # batch indices with logits from the last decode
         self._abort: CallbackSlot | None = None
+        self._loras: dict[LoraAdapter, float] = {}
         model._add_dependent(self)
 
     # ------------------------------------------------------------------ C handle
@@ -285,6 +288,38 @@ class Context:
         if n_threads < 1 or n_threads_batch < 1:
             raise ValueError("thread counts must be >= 1")
         lib.llama_set_n_threads(self._require(), n_threads, n_threads_batch)
+
+    @property
+    def loras(self) -> dict[LoraAdapter, float]:
+        """The LoRA adapters applied to this context, with their scales."""
+        return dict(self._loras)
+
+    def set_loras(self, loras: Mapping[LoraAdapter, float]) -> None:
+        """Apply these adapters at these scales (and no others); ``{}`` removes them all."""
+        ptr = self._require()
+        chosen: dict[LoraAdapter, float] = {}
+        for adapter, scale in loras.items():
+            if adapter.model is not self.model:
+                raise LlamaError(f"{adapter!r} was loaded for another model")
+            adapter._require()
+            scale = float(scale)
+            if scale != scale or scale in (float("inf"), float("-inf")):
+                raise ValueError(f"the scale of {adapter!r} must be finite, not {scale}")
+            chosen[adapter] = scale
+        n = len(chosen)
+        if n:
+            handles = ffi.new("struct llama_adapter_lora *[]", [a._ptr for a in chosen])
+            scales = ffi.new("float[]", list(chosen.values()))
+        else:  # libllama asserts that an empty set is passed as NULLs
+            handles, scales = ffi.NULL, ffi.NULL
+        lib.llama_set_adapters_lora(ptr, handles, n, scales)
+        self._loras = chosen
+        for adapter in chosen:
+            adapter._used_by(self)
+
+    def _forget_lora(self, adapter: LoraAdapter) -> None:
+        if adapter in self._loras and self._ptr is not None:
+            self.set_loras({a: s for a, s in self._loras.items() if a is not adapter})
 
     def set_embeddings(self, enabled: bool) -> None:
         lib.llama_set_embeddings(self._require(), enabled)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class _Backend:
         self._lock = threading.Lock()
         self._ready = False
         self.log_route: Any = None
+        self.numa: str | None = None
 
     def ensure(self) -> None:
         if self._ready:
@@ -78,6 +80,25 @@ class _Backend:
             self._ready = True
 
 
+    def numa_init(self, strategy: str) -> None:
+        # ggml keeps one NUMA layout per process and takes the first call's
+        with self._lock:
+            if self.numa is None:
+                lib.llama_numa_init(_NUMA[strategy])
+                self.numa = strategy
+            elif self.numa != strategy:
+                logging.getLogger("llama_ffi").warning(
+                    "NUMA strategy %r ignored: this process already uses %r", strategy, self.numa)
+
+
+_NUMA = {
+    "disabled": lib.GGML_NUMA_STRATEGY_DISABLED,
+    "distribute": lib.GGML_NUMA_STRATEGY_DISTRIBUTE,
+    "isolate": lib.GGML_NUMA_STRATEGY_ISOLATE,
+    "numactl": lib.GGML_NUMA_STRATEGY_NUMACTL,
+    "mirror": lib.GGML_NUMA_STRATEGY_MIRROR,
+}
+
 _BACKEND = _Backend()
 
 
@@ -86,4 +107,12 @@ def ensure_backend() -> None:
     _BACKEND.ensure()
 
 
-__all__ = ["ffi", "lib", "build_info", "ensure_backend", "NATIVE_DIR"]
+def numa_init(strategy: str) -> None:
+    """Apply a NUMA strategy (distribute, isolate, numactl, mirror) to this process, once."""
+    if strategy not in _NUMA:
+        raise ValueError(f"unknown NUMA strategy {strategy!r}; one of {sorted(_NUMA)}")
+    ensure_backend()
+    _BACKEND.numa_init(strategy)
+
+
+__all__ = ["ffi", "lib", "build_info", "ensure_backend", "numa_init", "NATIVE_DIR"]

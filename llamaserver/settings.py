@@ -75,11 +75,20 @@ class ServerSettings(BaseModel):
         json_schema_extra=_cli("-a", "--alias", env="LLAMA_ARG_ALIAS", group=_MODEL,
                                metavar="ALIAS"))
     lora: list[Path] = Field(
-        default_factory=list, description="LoRA adapter file to apply (repeatable; implies "
-        "--no-mmap).",
+        default_factory=list, description="LoRA adapter file to apply at scale 1 (repeatable, "
+        "or comma-separated). GET/POST /lora-adapters list them and set their scales.",
         json_schema_extra=_cli("--lora", group=_MODEL, metavar="FNAME"))
+    lora_scaled: list[tuple[Path, float]] = Field(
+        default_factory=list, description="LoRA adapter with its scale, FNAME:SCALE "
+        "(repeatable, or comma-separated).",
+        json_schema_extra=_cli("--lora-scaled", group=_MODEL, metavar="FNAME:SCALE"))
+    lora_init_without_apply: bool = Field(
+        False, description="Load the LoRA adapters at scale 0; apply them later through "
+        "POST /lora-adapters or a request's `lora` field.",
+        json_schema_extra=_cli("--lora-init-without-apply", group=_MODEL))
     lora_base: Path | None = Field(
-        None, description="Base model for the layers the LoRA adapter modifies.",
+        None, description="Accepted for compatibility and ignored: libllama applies an adapter "
+        "to the loaded model.",
         json_schema_extra=_cli("--lora-base", group=_MODEL, metavar="FNAME"))
     mmproj: Path | None = Field(
         None, description="Multimodal projector file (LLaVA-style image input).",
@@ -366,8 +375,31 @@ class ServerSettings(BaseModel):
     @classmethod
     def _path_list(cls, value: Any) -> Any:
         if isinstance(value, (str, Path)):
-            return [value]
+            value = [value]
+        if isinstance(value, list):
+            return [part for item in value
+                    for part in (str(item).split(",") if isinstance(item, (str, Path)) else [item])
+                    if part]
         return value
+
+    @field_validator("lora_scaled", mode="before")
+    @classmethod
+    def _scaled_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            return value
+        out: list[Any] = []
+        for item in value:
+            if not isinstance(item, str):
+                out.append(item)
+                continue
+            for part in filter(None, item.split(",")):
+                path, sep, scale = part.rpartition(":")
+                if not sep or not path:
+                    raise ValueError(f"{part!r} is not FNAME:SCALE")
+                out.append((path, scale))
+        return out
 
     @field_validator("flash_attn", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -27,7 +28,7 @@ from ._worker import Worker, WorkerConfig
 from .types import GenerationRequest
 
 if TYPE_CHECKING:
-    from llama_ffi import ChatTemplate, Context, Model, Vocab
+    from llama_ffi import ChatTemplate, Context, LoraAdapter, Model, Vocab
 
     from ._embedding import Embedder
 
@@ -66,6 +67,8 @@ class Engine:
         self._stopped = False
         self._model_name = ""
         self._default_settings: dict[str, Any] = {}
+        self.loras: list[LoraAdapter] = []
+        self._lora_scales: list[float] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -137,12 +140,15 @@ class Engine:
         threads = g(s, "threads", None)
         threads_batch = g(s, "threads_batch", None) or threads
         flash_attn = g(s, "flash_attn", "auto")
+        if g(s, "numa", None):
+            llama_ffi.numa_init(g(s, "numa"))
         model = Model(
             path, n_gpu_layers=g(s, "n_gpu_layers", 0), main_gpu=g(s, "main_gpu", 0),
             split_mode=g(s, "split_mode", "layer"), tensor_split=g(s, "tensor_split", None),
             use_mmap=not g(s, "no_mmap", False), use_mlock=g(s, "mlock", False))
         self.model = model
         self.vocab = model.vocab
+        self._load_loras(model)
         rope_freq_scale = g(s, "rope_freq_scale", 0.0)
         if g(s, "rope_scale", 0.0):
             rope_freq_scale = 1.0 / g(s, "rope_scale")
@@ -204,7 +210,8 @@ class Engine:
             queue_size=int(g(s, "queue_size", 64)),
             cont_batching=bool(g(s, "cont_batching", True)),
             context_shift=bool(g(s, "context_shift", True)), ga_n=ga_n, ga_w=ga_w)
-        worker = Worker(model, ctx, config, self._embedder)
+        worker = Worker(model, ctx, config, self._embedder, loras=self.loras,
+                        default_lora=lambda: tuple(self._lora_scales))
         self._worker = worker
 
         spf = g(s, "system_prompt_file", None)
@@ -304,11 +311,14 @@ class Engine:
             except (ValueError, TypeError) as exc:  # bad option values, token ids or grammar
                 raise InvalidRequest(str(exc)) from None
 
+        lora = self._lora_config(req.lora)
         prompt_text = req.prompt if isinstance(req.prompt, str) else vocab.detokenize(tokens)
         job = Job(next(self._ids), req, tokens, bos_added=bos_added, prompt_text=prompt_text,
                   n_predict=n_predict, n_keep=n_keep,
                   settings=self._settings_for(req, sampling=sampling, n_predict=n_predict),
                   chain=chain, loop=asyncio.get_running_loop(), wake=worker.wake)
+        job.lora = lora
+        job.settings["lora"] = [{"id": i, "scale": v} for i, v in enumerate(lora) if v]
         try:
             worker.post(job)
         except BaseException:
@@ -342,6 +352,46 @@ class Engine:
             stop=req.stop, n_keep=req.n_keep, n_probs=req.n_probs, ignore_eos=req.ignore_eos,
             cache_prompt=req.cache_prompt, id_slot=req.id_slot,
             t_max_predict_ms=req.t_max_predict_ms)
+
+    # ------------------------------------------------------------------ LoRA adapters
+
+    def _load_loras(self, model: Model) -> None:
+        from llama_ffi import LoraAdapter
+
+        s = self.settings
+        if getattr(s, "lora_base", None):
+            _log.warning("--lora-base is ignored: libllama applies adapters to the loaded model")
+        wanted = [(Path(p), 1.0) for p in getattr(s, "lora", None) or []]
+        wanted += [(Path(p), float(scale)) for p, scale in getattr(s, "lora_scaled", None) or []]
+        for path, scale in wanted:
+            self.loras.append(LoraAdapter(model, path))
+            self._lora_scales.append(0.0 if getattr(s, "lora_init_without_apply", False) else scale)
+
+    def lora_adapters(self) -> list[dict[str, Any]]:
+        """GET /lora-adapters: every loaded adapter with its id, file and current global scale."""
+        return [{"id": i, "path": str(adapter.path), "scale": self._lora_scales[i]}
+                for i, adapter in enumerate(self.loras)]
+
+    def _lora_config(self, scales: dict[int, float] | None) -> tuple[float, ...]:
+        """A scale for every adapter; those not given get 0, as in llama-server."""
+        if scales is None:
+            return tuple(self._lora_scales)
+        if not isinstance(scales, dict):
+            raise InvalidRequest("'lora' must be a list of {\"id\": int, \"scale\": number}")
+        config = [0.0] * len(self.loras)
+        for key, scale in scales.items():
+            if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < len(self.loras):
+                raise InvalidRequest(f"invalid LoRA adapter id {key!r}: this server has "
+                                     f"{len(self.loras)} adapter(s)")
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+                raise InvalidRequest(f"the scale of LoRA adapter {key} must be a finite number")
+            config[key] = float(scale)
+        return tuple(config)
+
+    def set_lora_adapters(self, scales: dict[int, float]) -> list[dict[str, Any]]:
+        """POST /lora-adapters: new global scales (adapters left out get 0); later requests use them."""
+        self._lora_scales = list(self._lora_config(scales))
+        return self.lora_adapters()
 
     # ------------------------------------------------------------------ system prompt
 

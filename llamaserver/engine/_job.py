@@ -22,6 +22,7 @@ class Job:
     __slots__ = (
         "id", "request", "tokens", "bos_added", "prompt_text", "n_predict", "n_keep",
         "settings", "chain", "channel", "cancelled", "finished", "id_slot", "t_submit", "_wake",
+        "lora",
     )
 
     def __init__(self, id: int, request: GenerationRequest, tokens: list[int], *,
@@ -44,6 +45,7 @@ class Job:
         self.cancelled = False
         self.finished = False  # its final event (or error) has been sent
         self.id_slot = -1
+        self.lora: tuple[float, ...] = ()  # a scale per loaded LoRA adapter, for this request
         self.t_submit = time.perf_counter()
         self._wake = wake
 

@@ -23,9 +23,9 @@ GENERATING = 2   # one token per step
 class Slot:
     __slots__ = (
         # the sequence (lives across requests)
-        "id", "seq", "n_ctx", "cache", "n_valid", "sys_version", "t_last_used",
+        "id", "seq", "n_ctx", "cache", "n_valid", "sys_version", "t_last_used", "cache_lora",
         # the request being served
-        "state", "job", "prompt", "i_prompt", "pos", "n_sys", "n_keep", "ga_i", "can_shift",
+        "state", "job", "lora", "prompt", "i_prompt", "pos", "n_sys", "n_keep", "ga_i", "can_shift",
         "shifted", "valid_limit", "chain", "decoder", "stop", "n_probs", "n_predict",
         "t_max_ms", "ignore_eos", "sampled", "i_batch", "n_decoded", "out_tokens", "parts", "held_tokens",
         "held_probs", "n_cached", "n_prompt_eval", "n_prompt_user", "truncated",
@@ -44,6 +44,8 @@ class Slot:
         self.n_valid = 0
         self.sys_version = -1
         self.t_last_used = 0.0
+        self.cache_lora: tuple[float, ...] = ()  # LoRA scales the cached KV was computed with
+        self.lora: tuple[float, ...] = ()        # ...and those of the request being served
         self.state = IDLE
         self.job: Job | None = None
         self.chain: SamplerChain | None = None

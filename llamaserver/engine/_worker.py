@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ._errors import EngineError, InvalidRequest, NotReady, Overloaded, Unsupported
 from ._job import Job, SystemPromptUpdate
@@ -39,13 +39,14 @@ from .types import TokenEvent
 from ._threadname import name_os_thread
 
 if TYPE_CHECKING:
-    from llama_ffi import Batch, Context, Model, Vocab
+    from llama_ffi import Batch, Context, LoraAdapter, Model, Vocab
 
     from ._embedding import Embedder
 
 __all__ = ["Worker", "WorkerConfig"]
 
 _BY_SEQ = operator.attrgetter("seq")
+_LORA_TURN_STEPS = 8  # steps one set of LoRA scales may keep the context while others wait
 _log = logging.getLogger("llamaserver.engine")
 
 _perf = time.perf_counter
@@ -65,7 +66,8 @@ class WorkerConfig:
 
 class Worker:
     def __init__(self, model: Model, ctx: Context, config: WorkerConfig,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: Embedder | None = None, loras: Sequence[LoraAdapter] = (),
+                 default_lora: Callable[[], tuple[float, ...]] = tuple) -> None:
         from llama_ffi import Batch
 
         self.model = model
@@ -96,6 +98,13 @@ class Worker:
         self._pieces: dict[int, str] = {}
         self._sample_s = 0.0  # time inside the sampler chains during the current step
         self._avg_request_s = 1.0
+        # A context applies one set of LoRA scales to a whole batch: requests with other
+        # scales wait for a step of their own, taking turns (see _lora_for_step).
+        self.loras = list(loras)
+        self.default_lora = default_lora
+        self._lora_applied: tuple[float, ...] = (0.0,) * len(self.loras)
+        self._lora_streak = 0
+        self.sys_lora: tuple[float, ...] = self._lora_applied
 
     # ------------------------------------------------------------------ any thread
 
@@ -354,7 +363,8 @@ class Worker:
             if slot.state != IDLE:
                 continue
             lcp = 0
-            if use_cache and slot.sys_version == self.sys_version and slot.n_valid:
+            if (use_cache and slot.sys_version == self.sys_version and slot.n_valid
+                    and slot.cache_lora == job.lora):
                 cache = slot.cache if slot.n_valid == len(slot.cache) else slot.cache[:slot.n_valid]
                 lcp = common_prefix(cache, full)
                 if lcp * 10 <= len(full):
@@ -396,10 +406,12 @@ class Worker:
 
         # Self-extend compresses positions in place, so its cache is never reused; otherwise
         # only a cache built on another system prompt has to go.
-        if self.self_extend or slot.sys_version != self.sys_version:
+        # A cache computed with other LoRA scales holds other keys and values: not reusable.
+        if self.self_extend or slot.sys_version != self.sys_version or slot.cache_lora != job.lora:
             ctx.seq_rm(slot.seq, -1, -1)
             slot.forget()
-            if n_sys:
+            slot.cache_lora = job.lora
+            if n_sys and job.lora == self.sys_lora:
                 # The KV streams are separate: this copies the system prompt's cells.
                 ctx.seq_cp(self.sys_seq, slot.seq, -1, -1)
                 slot.cache.extend(sys_tokens)
@@ -425,6 +437,7 @@ class Worker:
 
         now = _perf()
         slot.job = job
+        slot.lora = job.lora
         slot.state = PROMPT
         slot.prompt = full
         slot.i_prompt = n_reuse
@@ -469,11 +482,15 @@ class Worker:
         batch.clear()
         add = batch.add
         n_ctx = self.config.n_ctx_slot
-        n_generating = sum(1 for slot in self._active if slot.state == GENERATING)
+        lora = self._lora_for_step() if self.loras else ()
+        n_generating = sum(1 for slot in self._active
+                           if slot.state == GENERATING and slot.lora == lora)
         prompts_allowed = self.config.cont_batching or n_generating == 0
         budget = self.config.n_batch - n_generating
         n_gen = n_prompt = 0
         for slot in list(self._active):  # kept sorted by sequence id
+            if slot.lora != lora:
+                continue
             if slot.state == GENERATING:
                 if len(slot.cache) + 1 >= n_ctx and not self._context_shift(slot):
                     slot.stopped_limit = True
@@ -491,7 +508,30 @@ class Worker:
                 taken = self._add_prompt_chunk(slot, budget)
                 budget -= taken
                 n_prompt += taken
+        if self.loras:
+            self._use_lora(lora)
         return n_gen, n_prompt
+
+    def _lora_for_step(self) -> tuple[float, ...]:
+        """The LoRA scales of this step: the applied ones while they have work, for a while."""
+        configs: list[tuple[float, ...]] = []
+        for slot in self._active:
+            if slot.lora not in configs:
+                configs.append(slot.lora)
+        applied = self._lora_applied
+        if len(configs) <= 1:
+            self._lora_streak = 0
+            return configs[0] if configs else applied
+        if applied in configs and self._lora_streak < _LORA_TURN_STEPS:
+            self._lora_streak += 1
+            return applied
+        self._lora_streak = 0
+        return configs[(configs.index(applied) + 1) % len(configs)] if applied in configs else configs[0]
+
+    def _use_lora(self, config: tuple[float, ...]) -> None:
+        if config != self._lora_applied:
+            self.ctx.set_loras({a: s for a, s in zip(self.loras, config) if s})
+            self._lora_applied = config
 
     def _add_prompt_chunk(self, slot: Slot, budget: int) -> int:
         prompt = slot.prompt
@@ -698,6 +738,9 @@ class Worker:
         self.sys_tokens = []
         self.sys_version += 1
         if tokens:
+            if self.loras:
+                self._use_lora(self.default_lora())
+            self.sys_lora = self._lora_applied
             batch = self._batch
             n_batch = self.config.n_batch
             for start in range(0, len(tokens), n_batch):

@@ -26,7 +26,8 @@ class GenerationRequest:
     place; only a leading string gets BOS).  ``n_predict == -1`` means the server's default
     (``--n-predict``), and when that is -1 too: until end of generation or the slot's context
     is full.  ``system_prompt`` (when not None) replaces the server-wide system prompt that
-    every slot starts with; the change waits until the running requests finish.
+    every slot starts with; the change waits until the running requests finish.  ``lora``
+    gives a scale per loaded adapter id (those left out get 0), as llama-server's ``lora``.
     """
 
     prompt: str | list[int | str]
@@ -43,6 +44,7 @@ class GenerationRequest:
     system_prompt: str | None = None
     t_max_predict_ms: int = 0
     embedding: bool = False
+    lora: dict[int, float] | None = None  # adapter id -> scale; None: the server's current scales
 
 
 @dataclass(slots=True)

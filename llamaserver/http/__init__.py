@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from quart import Blueprint
 
-from . import (_chat, _completion, _embeddings, _metrics, _oai_completions, _status,
+from . import (_chat, _completion, _embeddings, _lora, _metrics, _oai_completions, _status,
                _tokenize)
 from ._auth import add_auth
 from ._context import ApiContext
@@ -41,6 +41,6 @@ def create_blueprint(ctx: ApiContext, *, name: str = "llamaserver",
     register_error_handlers(bp)
     add_auth(bp, ctx)
     for module in (_status, _completion, _oai_completions, _chat, _embeddings, _tokenize,
-                   _metrics):
+                   _lora, _metrics):
         module.add_routes(bp, ctx)
     return bp

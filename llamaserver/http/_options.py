@@ -20,6 +20,7 @@ from ..settings import ServerSettings
 from .._json_grammar import SchemaError, schema_to_grammar
 from ._body import ApiModel, JsonInt
 from ._errors import invalid, not_supported
+from ._lora import LoraScale, scales_by_id
 
 Int32 = Annotated[JsonInt, Field(ge=-(2**31), le=2**31 - 1)]
 Count = Annotated[JsonInt, Field(ge=0, le=2**31 - 1)]
@@ -85,6 +86,7 @@ class GenerationOptions(ApiModel):
     samplers: list[str] | str | None = None
     t_max_predict_ms: Count | None = None
     return_tokens: bool = False
+    lora: list[LoraScale] | None = None
 
 
 def check_grammar(engine: Engine, grammar: str) -> None:
@@ -250,6 +252,8 @@ def to_generation_request(opts: GenerationOptions, engine: Engine, settings: Ser
         request.ignore_eos = opts.ignore_eos
     if opts.t_max_predict_ms is not None:
         request.t_max_predict_ms = opts.t_max_predict_ms
+    if opts.lora is not None:
+        request.lora = scales_by_id(opts.lora)
     apply_system_prompt(opts, engine, request)
     return request
 

@@ -1,0 +1,43 @@
+"""GET and POST /lora-adapters: the loaded LoRA adapters and their server-wide scales."""
+
+from __future__ import annotations
+
+from pydantic import TypeAdapter, ValidationError
+from quart import Blueprint, Response, request
+
+from ._body import ApiModel, JsonInt, describe_validation_error, loads_strict
+from ._context import ApiContext, json_response
+from ._errors import invalid
+
+
+class LoraScale(ApiModel):
+    """One entry of a request's ``lora`` list, or of the POST /lora-adapters body."""
+
+    id: JsonInt
+    scale: float
+
+
+_SCALES = TypeAdapter(list[LoraScale])
+
+
+def scales_by_id(entries: list[LoraScale]) -> dict[int, float]:
+    return {entry.id: entry.scale for entry in entries}
+
+
+def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
+    @bp.get("/lora-adapters")
+    async def lora_adapters_view() -> Response:
+        return json_response(ctx.ready_engine().lora_adapters())
+
+    @bp.post("/lora-adapters")
+    async def set_lora_adapters_view() -> Response:
+        raw = await request.get_data(as_text=False)
+        body = loads_strict(raw) if raw.strip() else None
+        if not isinstance(body, list):
+            raise invalid('the body must be an array of {"id": int, "scale": number}')
+        try:
+            entries = _SCALES.validate_python(body)
+        except ValidationError as exc:
+            raise invalid(describe_validation_error(exc)) from None
+        ctx.ready_engine().set_lora_adapters(scales_by_id(entries))
+        return json_response({"success": True})
