@@ -18,10 +18,11 @@ from .._json_grammar import JSON_GRAMMAR
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
-from ._openai import (OpenAIOptions, chat_logprobs, finish_reason, new_id, now,
+from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, finish_reason, new_id, now,
                       stream_choices, usage)
 from ._options import effective_seed, resolve_grammar, to_generation_request
 from ._streaming import drain_all, open_all, sse_response
+from ._tools import ToolPlan, messages_for_tools, plan_tools
 
 
 class ChatMessage(ApiModel):
@@ -35,15 +36,18 @@ class ChatRequest(OpenAIOptions):
     logprobs: bool = False
     top_logprobs: JsonInt | None = Field(None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool = True
 
 
 class TemplateRequest(ApiModel):
     messages: list[ChatMessage] = Field(min_length=1)
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool = True
 
@@ -69,7 +73,7 @@ def _flatten_content(message: ChatMessage) -> dict[str, Any]:
     return data
 
 
-def render_chat(engine: Engine, messages: list[ChatMessage], *, tools: Any = None,
+def render_chat(engine: Engine, messages: list[ChatMessage], *, plan: ToolPlan | None = None,
                 add_generation_prompt: bool = True,
                 kwargs: dict[str, Any] | None = None) -> str:
     template = engine.chat_template
@@ -77,9 +81,10 @@ def render_chat(engine: Engine, messages: list[ChatMessage], *, tools: Any = Non
         raise invalid("This model has no chat template; start the server with "
                       "--chat-template")
     flat = [_flatten_content(m) for m in messages]
+    if plan is not None:  # the tools go in as a system note, not through the template
+        flat = messages_for_tools(flat, plan)
     extra = dict(kwargs or {})
-    return template.render(flat, add_generation_prompt=add_generation_prompt, tools=tools,
-                           **extra)
+    return template.render(flat, add_generation_prompt=add_generation_prompt, **extra)
 
 
 def _strip_bos(engine: Engine, prompt: str) -> str:
@@ -121,9 +126,16 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             opts.max_tokens = opts.max_completion_tokens
         if opts.logprobs and not opts.n_probs:
             opts.n_probs = max(opts.top_logprobs or 0, 1)
-        grammar = _response_format_grammar(opts)
+        plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
+        if plan is not None:
+            if opts.response_format or opts.grammar or opts.json_schema:
+                raise invalid("tools cannot be combined with 'response_format', 'grammar' or "
+                              "'json_schema'")
+            grammar = plan.grammar
+        else:
+            grammar = _response_format_grammar(opts)
         rendered = await ctx.run_blocking(functools.partial(
-            render_chat, engine, opts.messages, tools=opts.tools,
+            render_chat, engine, opts.messages, plan=plan,
             add_generation_prompt=opts.add_generation_prompt,
             kwargs=opts.chat_template_kwargs))
         prompt = _strip_bos(engine, rendered)
@@ -138,14 +150,14 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         head = {"id": new_id("chatcmpl"), "created": now(),
                 "model": opts.model or ctx.model_id, "system_fingerprint": ctx.fingerprint}
         if opts.stream:
-            return sse_response(_stream(sources, head, opts))
+            return sse_response(_stream(sources, head, opts, plan))
         outcomes = await drain_all(sources)
-        choices = [{
-            "index": index,
-            "message": {"role": "assistant", "content": outcome.final.content},
-            "logprobs": chat_logprobs(outcome.probs) if opts.logprobs else None,
-            "finish_reason": finish_reason(outcome.final),
-        } for index, outcome in enumerate(outcomes)]
+        choices = []
+        for index, outcome in enumerate(outcomes):
+            message, finish = _message(outcome.final, plan)
+            choices.append({"index": index, "message": message,
+                            "logprobs": chat_logprobs(outcome.probs) if opts.logprobs else None,
+                            "finish_reason": finish})
         finals = [o.final for o in outcomes]
         return json_response({**head, "object": "chat.completion", "choices": choices,
                               "usage": usage(finals, opts.n), "timings": finals[0].timings})
@@ -159,16 +171,39 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     async def apply_template() -> Response:
         opts = validate(TemplateRequest, await read_json_object(request))
         engine = ctx.ready_engine()
+        plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
         rendered = await ctx.run_blocking(functools.partial(
-            render_chat, engine, opts.messages, tools=opts.tools,
+            render_chat, engine, opts.messages, plan=plan,
             add_generation_prompt=opts.add_generation_prompt,
             kwargs=opts.chat_template_kwargs))
         return json_response({"prompt": rendered})
 
 
-def _stream(sources: list[Any], head: dict[str, Any], opts: ChatRequest
-            ) -> AsyncIterator[bytes]:
-    def choice(index: int, event: TokenEvent | FinalEvent) -> dict[str, Any]:
+def _message(final: FinalEvent, plan: ToolPlan | None) -> tuple[dict[str, Any], str]:
+    """The assistant message and finish_reason of one choice."""
+    if plan is None:
+        return {"role": "assistant", "content": final.content}, finish_reason(final)
+    content, calls = plan.read(final.content)
+    if calls:
+        return {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
+    return {"role": "assistant", "content": content}, finish_reason(final)
+
+
+def _stream(sources: list[Any], head: dict[str, Any], opts: ChatRequest,
+            plan: ToolPlan | None) -> AsyncIterator[bytes]:
+    def choice(index: int, event: TokenEvent | FinalEvent) -> ChoiceChunks:
+        if plan is not None:
+            # The JSON answer is read whole: nothing goes out until it is complete.
+            if not isinstance(event, FinalEvent):
+                return None
+            message, finish = _message(event, plan)
+            if "tool_calls" in message:
+                delta = {"tool_calls": [{"index": k, **call}
+                                        for k, call in enumerate(message["tool_calls"])]}
+            else:
+                delta = {"content": message["content"]}
+            return [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None},
+                    {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}]
         if isinstance(event, FinalEvent):
             return {"index": index, "delta": {}, "logprobs": None,
                     "finish_reason": finish_reason(event)}

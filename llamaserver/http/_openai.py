@@ -106,15 +106,23 @@ def include_usage(opts: OpenAIOptions) -> bool:
     return bool(opts.stream_options and opts.stream_options.get("include_usage"))
 
 
+ChoiceChunks = dict[str, Any] | list[dict[str, Any]] | None
+
+
+def _as_list(parts: ChoiceChunks) -> list[dict[str, Any]]:
+    return [] if parts is None else parts if isinstance(parts, list) else [parts]
+
+
 async def stream_choices(sources: Sequence[EventSource], head: dict[str, Any],
                          opts: OpenAIOptions, opening: list[dict[str, Any]],
-                         choice: Callable[[int, TokenEvent | FinalEvent], dict[str, Any]]
+                         choice: Callable[[int, TokenEvent | FinalEvent], ChoiceChunks]
                          ) -> AsyncIterator[bytes]:
     """The SSE body of a streamed OpenAI completion (chat or text).
 
-    ``opening`` choices go first, one chunk each; then one chunk per event of every source,
-    shaped by ``choice(index, event)`` (the last choice to finish also carries the timings);
-    then the usage when the client asked for it, and ``[DONE]``.
+    ``opening`` choices go first, one chunk each; then the chunks that ``choice(index, event)``
+    makes of each event of every source (a choice, a list of them, or None for none; the last
+    chunk of the last choice to finish also carries the timings); then the usage when the
+    client asked for it, and ``[DONE]``.
     """
     finals: dict[int, FinalEvent] = {}
     try:
@@ -123,12 +131,15 @@ async def stream_choices(sources: Sequence[EventSource], head: dict[str, Any],
         async for index, event in merge_events(sources):
             if isinstance(event, FinalEvent):
                 finals[index] = event
-                chunk = {**head, "choices": [choice(index, event)]}
-                if len(finals) == len(sources):
-                    chunk["timings"] = event.timings
-                yield sse_event(chunk)
+                parts = _as_list(choice(index, event))
+                for k, part in enumerate(parts):
+                    chunk = {**head, "choices": [part]}
+                    if len(finals) == len(sources) and k == len(parts) - 1:
+                        chunk["timings"] = event.timings
+                    yield sse_event(chunk)
             elif event.text or event.probs:
-                yield sse_event({**head, "choices": [choice(index, event)]})
+                for part in _as_list(choice(index, event)):
+                    yield sse_event({**head, "choices": [part]})
         if include_usage(opts):
             ordered = [finals[i] for i in sorted(finals)]
             yield sse_event({**head, "choices": [], "usage": usage(ordered, opts.n)})

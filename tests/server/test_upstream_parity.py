@@ -87,7 +87,9 @@ def test_detokenize_equals_upstream(client: httpx.Client, upstream: httpx.Client
 def test_chat_equals_upstream(client: httpx.Client, upstream: httpx.Client, question: str) -> None:
     body = {"messages": [{"role": "system", "content": "You are brief."},
                          {"role": "user", "content": question}],
-            "max_tokens": 24, "temperature": 0}
+            # a prefix cached by earlier tests was computed in other batches, which moves
+            # the logits a little: compare fresh evaluations on both sides
+            "max_tokens": 24, "temperature": 0, "cache_prompt": False}
     theirs = upstream.post("/v1/chat/completions", json=body).json()
     ours = client.post("/v1/chat/completions", json=body).json()
     assert ours["choices"][0]["message"]["content"] == theirs["choices"][0]["message"]["content"]

@@ -1,0 +1,162 @@
+"""Tool calls in chat completions, in a generic JSON form that works with any model.
+
+With ``tools`` (and ``tool_choice`` other than "none"), the conversation gets a system note that
+lists the tools, and the answer is constrained by a grammar to one JSON object: either
+``{"tool_call": {"name", "arguments"}}`` (``"tool_calls": [...]`` when ``parallel_tool_calls``)
+or, when the model may also answer in words (``tool_choice`` "auto"), ``{"response": "..."}``.
+The object is then turned into OpenAI's ``tool_calls`` or plain ``content``.  Model-specific
+native formats (Hermes' ``<tool_call>``, Llama 3.1's, ...) are not parsed: the grammar makes
+every model answer in this one form.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from .._json_grammar import SchemaError, schema_to_grammar
+from ._errors import invalid
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    """What a chat request with tools asks of the model, and how to read its answer."""
+
+    tools: list[dict[str, Any]]   # the functions: {"name", "description", "parameters"}
+    required: bool                # a tool must be called (tool_choice "required" or a name)
+    parallel: bool                # several calls in one answer
+    grammar: str
+    note: str                     # the system note that describes the tools and the format
+
+    def read(self, text: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """(content, tool_calls) from the model's JSON answer; unreadable (cut short) -> as text."""
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            return text, []
+        if not isinstance(answer, dict):
+            return text, []
+        if "response" in answer and isinstance(answer["response"], str):
+            return answer["response"], []
+        calls = answer.get("tool_calls")
+        if calls is None and "tool_call" in answer:
+            calls = [answer["tool_call"]]
+        if not isinstance(calls, list):
+            return text, []
+        out = []
+        for call in calls:
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                return text, []
+            out.append({"id": "call_" + secrets.token_hex(12), "type": "function",
+                        "function": {"name": call["name"],
+                                     "arguments": json.dumps(call.get("arguments", {}),
+                                                             ensure_ascii=False)}})
+        return None, out
+
+
+def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan | None:
+    """Validate ``tools``/``tool_choice`` (400s) and build the plan; None when no tool may be called."""
+    if not tools:
+        if tool_choice not in (None, "none", "auto"):
+            raise invalid("'tool_choice' needs 'tools'")
+        return None
+    if not isinstance(tools, list):
+        raise invalid("'tools' must be an array of {\"type\": \"function\", \"function\": {...}}")
+    functions: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict):
+            raise invalid(f"tools[{i}] must be {{\"type\": \"function\", \"function\": {{...}}}}")
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid(f"tools[{i}].function.name must be a non-empty string")
+        if any(f["name"] == name for f in functions):
+            raise invalid(f"tools[{i}]: the function name {name!r} is used twice")
+        params = fn.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(params, dict):
+            raise invalid(f"tools[{i}].function.parameters must be a JSON schema object")
+        functions.append({"name": name, "description": str(fn.get("description", "")),
+                          "parameters": params})
+
+    if tool_choice in (None, "auto"):
+        chosen, required = functions, False
+    elif tool_choice == "none":
+        return None
+    elif tool_choice == "required":
+        chosen, required = functions, True
+    elif isinstance(tool_choice, dict) and isinstance(tool_choice.get("function"), dict):
+        name = tool_choice["function"].get("name")
+        chosen = [f for f in functions if f["name"] == name]
+        if not chosen:
+            raise invalid(f"'tool_choice' names {name!r}, which is not one of the tools")
+        required = True
+    else:
+        raise invalid("'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                      "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+
+    call = {"anyOf": [{"type": "object", "properties": {"name": {"const": f["name"]},
+                                                         "arguments": f["parameters"]},
+                       "required": ["name", "arguments"], "additionalProperties": False}
+                      for f in chosen]}
+    parallel = bool(parallel)
+    calls = ({"type": "object", "properties": {"tool_calls": {"type": "array", "items": call,
+                                                              "minItems": 1}},
+              "required": ["tool_calls"], "additionalProperties": False} if parallel else
+             {"type": "object", "properties": {"tool_call": call}, "required": ["tool_call"],
+              "additionalProperties": False})
+    schema = calls if required else {"anyOf": [calls, {
+        "type": "object", "properties": {"response": {"type": "string"}},
+        "required": ["response"], "additionalProperties": False}]}
+    try:
+        grammar = schema_to_grammar(schema)
+    except SchemaError as exc:
+        raise invalid(f"a tool's parameters are not a usable JSON schema: {exc}") from None
+    return ToolPlan(functions, required, parallel, grammar, _note(chosen, required, parallel))
+
+
+def _note(functions: list[dict[str, Any]], required: bool, parallel: bool) -> str:
+    listing = json.dumps(functions, ensure_ascii=False, indent=2)
+    key = ('{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}' if parallel
+           else '{"tool_call": {"name": ..., "arguments": {...}}}')
+    lines = ["You can call these tools (functions):", listing, "",
+             f"To call a tool, answer with JSON only: {key}."]
+    if not required:
+        lines.append('To answer the user directly instead, answer with JSON only: '
+                     '{"response": "your answer"}.')
+    return "\n".join(lines)
+
+
+def messages_for_tools(messages: list[dict[str, Any]], plan: ToolPlan) -> list[dict[str, Any]]:
+    """The conversation as the template sees it: the note in the system message, and earlier
+    tool calls and tool results written in the same JSON form the model is asked to use."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        message = dict(message)
+        calls = message.pop("tool_calls", None)
+        if message.get("role") == "assistant" and calls:
+            named = [{"name": c.get("function", {}).get("name"),
+                      "arguments": _arguments(c.get("function", {}).get("arguments"))}
+                     for c in calls if isinstance(c, dict)]
+            body = {"tool_calls": named} if plan.parallel or len(named) > 1 else {"tool_call": named[0]}
+            message["content"] = json.dumps(body, ensure_ascii=False)
+        elif message.get("role") == "tool":
+            message["content"] = json.dumps({"tool_response": {
+                "tool_call_id": message.pop("tool_call_id", None),
+                "content": message.get("content", "")}}, ensure_ascii=False)
+        out.append(message)
+    if out and out[0].get("role") == "system":
+        out[0] = {**out[0], "content": f"{out[0].get('content', '')}\n\n{plan.note}".lstrip()}
+    else:
+        out.insert(0, {"role": "system", "content": plan.note})
+    return out
+
+
+def _arguments(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw if raw is not None else {}
