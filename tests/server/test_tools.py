@@ -81,8 +81,8 @@ def test_parallel_tool_calls(roomy: httpx.Client) -> None:
     assert all(json.loads(c["function"]["arguments"])["city"] == "Paris" for c in calls)
 
 
-def test_auto_is_either_an_answer_or_a_call(client: httpx.Client) -> None:
-    choice = chat(client, tools=[WEATHER], max_tokens=160).json()["choices"][0]
+def test_auto_is_either_an_answer_or_a_call(roomy: httpx.Client) -> None:
+    choice = chat(roomy, tools=[WEATHER], max_tokens=160).json()["choices"][0]
     message = choice["message"]
     if message.get("tool_calls"):
         assert choice["finish_reason"] == "tool_calls" and message["content"] is None
