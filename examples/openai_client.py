@@ -80,6 +80,17 @@ def demo(base_url: str) -> None:
         extra_body={"grammar": 'root ::= "yes" | "no"'})
     print("grammar:", constrained.choices[0].message.content)
 
+    # tools: the answer is held to a JSON form and comes back as message.tool_calls
+    weather = {"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}
+    called = client.chat.completions.create(
+        model="local", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[weather], tool_choice="required", max_tokens=48, temperature=0)
+    for call in called.choices[0].message.tool_calls or []:
+        print("tool call:", call.function.name, call.function.arguments)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
