@@ -96,10 +96,25 @@ def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan 
         raise invalid("'tool_choice' must be \"none\", \"auto\", \"required\" or "
                       "{\"type\": \"function\", \"function\": {\"name\": ...}}")
 
+    # Each tool's "$defs"/"definitions" move to the root, where its "#/$defs/..." refs resolve.
+    shared: dict[str, dict[str, Any]] = {}
+    arguments = []
+    for f in chosen:
+        params = dict(f["parameters"])
+        for key in ("$defs", "definitions"):
+            defs = params.pop(key, None)
+            if defs is None:
+                continue
+            if not isinstance(defs, dict):
+                raise invalid(f"{f['name']}: '{key}' must be an object")
+            for name, sub in defs.items():
+                if shared.setdefault(key, {}).setdefault(name, sub) != sub:
+                    raise invalid(f"tools define {key}/{name} differently; rename one of them")
+        arguments.append(params)
     call = {"anyOf": [{"type": "object", "properties": {"name": {"const": f["name"]},
-                                                         "arguments": f["parameters"]},
+                                                         "arguments": args},
                        "required": ["name", "arguments"], "additionalProperties": False}
-                      for f in chosen]}
+                      for f, args in zip(chosen, arguments)]}
     parallel = bool(parallel)
     calls = ({"type": "object", "properties": {"tool_calls": {"type": "array", "items": call,
                                                               "minItems": 1}},
@@ -109,6 +124,7 @@ def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan 
     schema = calls if required else {"anyOf": [calls, {
         "type": "object", "properties": {"response": {"type": "string"}},
         "required": ["response"], "additionalProperties": False}]}
+    schema = {**schema, **shared}
     try:
         grammar = schema_to_grammar(schema)
     except SchemaError as exc:
@@ -136,9 +152,13 @@ def messages_for_tools(messages: list[dict[str, Any]], plan: ToolPlan) -> list[d
         message = dict(message)
         calls = message.pop("tool_calls", None)
         if message.get("role") == "assistant" and calls:
-            named = [{"name": c.get("function", {}).get("name"),
-                      "arguments": _arguments(c.get("function", {}).get("arguments"))}
-                     for c in calls if isinstance(c, dict)]
+            named = []
+            for call in calls if isinstance(calls, list) else [None]:
+                fn = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                    raise invalid("an assistant message's tool_calls must be "
+                                  "[{\"function\": {\"name\": ..., \"arguments\": ...}}]")
+                named.append({"name": fn["name"], "arguments": _arguments(fn.get("arguments"))})
             body = {"tool_calls": named} if plan.parallel or len(named) > 1 else {"tool_call": named[0]}
             message["content"] = json.dumps(body, ensure_ascii=False)
         elif message.get("role") == "tool":

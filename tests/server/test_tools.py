@@ -136,3 +136,21 @@ def test_history_with_tool_results_renders(client: httpx.Client) -> None:
 ])
 def test_bad_tool_requests_are_400(client: httpx.Client, body: dict[str, Any]) -> None:
     error_of(chat(client, **body), 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize("calls", [[{"function": "get_weather"}], ["get_weather"], {"id": "x"},
+                                   [{"type": "function", "function": {"arguments": "{}"}}]])
+def test_bad_tool_calls_in_history_are_400(client: httpx.Client, calls: Any) -> None:
+    messages = ASK + [{"role": "assistant", "content": None, "tool_calls": calls}]
+    error_of(chat(client, messages=messages, tools=[WEATHER]), 400, "invalid_request_error")
+
+
+def test_tool_parameters_with_local_definitions(client: httpx.Client) -> None:
+    booking = {"type": "function", "function": {"name": "book", "parameters": {
+        "type": "object", "properties": {"seat": {"$ref": "#/$defs/Seat"}}, "required": ["seat"],
+        "$defs": {"Seat": {"type": "string", "enum": ["aisle", "window"]}}}}}
+    calls = chat(client, tools=[booking], tool_choice="required").json()["choices"][0]["message"]["tool_calls"]
+    assert json.loads(calls[0]["function"]["arguments"])["seat"] in ("aisle", "window")
+    clash = {"type": "function", "function": {"name": "other", "parameters": {
+        "type": "object", "$defs": {"Seat": {"type": "integer"}}}}}
+    error_of(chat(client, tools=[booking, clash]), 400, "invalid_request_error")
