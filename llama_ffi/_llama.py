@@ -14,6 +14,7 @@ from llama_ffi._decoder import TokenDecoder
 from llama_ffi._default_model import default_model_path
 from llama_ffi._errors import ContextError
 from llama_ffi._log import LOGGER_NAME
+from llama_ffi._lora import LoraAdapter
 from llama_ffi._model import Model
 from llama_ffi._sampling import DEFAULT_SEED, SamplerChain, SamplerParams
 
@@ -47,6 +48,8 @@ class Llama:
         embeddings: bool = False,
         chat_template: str | None = None,
         seed: int = DEFAULT_SEED,
+        lora: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+        | Mapping[str | os.PathLike[str], float] | None = None,
         verbose: bool = False,
     ) -> None:
         if verbose:
@@ -58,6 +61,13 @@ class Llama:
         try:
             self.context = Context(self.model, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=n_threads)
             self._batch = Batch(self.context.n_batch)
+            if lora is not None:
+                # a path, a list of paths (scale 1) or {path: scale}
+                if isinstance(lora, (str, os.PathLike)):
+                    lora = [lora]
+                scales = lora if isinstance(lora, Mapping) else dict.fromkeys(lora, 1.0)
+                self.context.set_loras({LoraAdapter(self.model, path): scale
+                                        for path, scale in scales.items()})
         except BaseException:
             self.model.close()
             raise

@@ -74,3 +74,16 @@ def test_model_close_closes_its_adapters(model_path: Path, lora_dir: Path) -> No
         other.close()
         assert adapter.closed and ctx.closed
 
+
+
+def test_llama_applies_adapters(model: Model, model_path: Path, lora_dir: Path) -> None:
+    from llama_ffi import Llama
+
+    with Llama(model_path, n_ctx=256, n_threads=1) as plain:
+        base = plain.generate(PROMPT, max_tokens=8, temperature=0.0)
+    with Llama(model_path, n_ctx=256, n_threads=1, lora=lora_dir / "strong.gguf") as adapted:
+        assert [a.path.name for a in adapted.context.loras] == ["strong.gguf"]
+        changed = adapted.generate(PROMPT, max_tokens=8, temperature=0.0)
+    with Llama(model_path, n_ctx=256, n_threads=1, lora={lora_dir / "strong.gguf": 0.0}) as off:
+        assert off.generate(PROMPT, max_tokens=8, temperature=0.0) == base
+    assert changed != base
