@@ -135,7 +135,8 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, str(HERE / "lcp_install.py")], check=True)
         specs.append(llama_cpp_python(model, args.ctx_size, args.parallel, args.threads))
 
-    sides = [Side(spec, ban=eog_tokens(model)) for spec in specs]
+    ban = eog_tokens(model)
+    sides = [Side(spec, ban=ban) for spec in specs]
     # Start-up first, each server alone on the machine, in turns.
     for k in range(args.startups):
         for side in alternate(sides, k):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -17,6 +18,7 @@ from llama_ffi._errors import (
     reraise_pending,
 )
 from llama_ffi._ffi import ffi, lib
+from llama_ffi._handle import OwnedHandle
 from llama_ffi._model import POOLING_NAMES
 
 if TYPE_CHECKING:
@@ -56,11 +58,14 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class Context:
+class Context(OwnedHandle):
     """An inference context on a ``Model``: KV cache, decoding, logits and embeddings.
 
     Not thread-safe: use one context from one thread at a time.
     """
+
+    _closed_error = ContextError
+    _kind = "context"
 
     def __init__(
         self,
@@ -174,16 +179,6 @@ class Context:
 
     # ------------------------------------------------------------------ C handle
 
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def _require(self) -> Any:
-        ptr = self._ptr
-        if ptr is None:
-            raise ContextError("the context is closed")
-        return ptr
-
     def close(self) -> None:
         if self._ptr is None:
             return
@@ -191,12 +186,6 @@ class Context:
         self._mem = None
         ffi.release(ptr)
         self._abort = None
-
-    def __enter__(self) -> Context:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Context n_ctx={self.n_ctx} n_seq_max={self.n_seq_max}{' closed' if self._ptr is None else ''}>"
@@ -303,7 +292,7 @@ class Context:
                 raise LlamaError(f"{adapter!r} was loaded for another model")
             adapter._require()
             scale = float(scale)
-            if scale != scale or scale in (float("inf"), float("-inf")):
+            if not math.isfinite(scale):
                 raise ValueError(f"the scale of {adapter!r} must be finite, not {scale}")
             chosen[adapter] = scale
         n = len(chosen)

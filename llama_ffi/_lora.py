@@ -7,8 +7,9 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llama_ffi._errors import LlamaError, ModelLoadError, check_pointer
+from llama_ffi._errors import ModelLoadError, check_pointer
 from llama_ffi._ffi import ffi, lib
+from llama_ffi._handle import OwnedHandle
 from llama_ffi._model import _read_string
 
 if TYPE_CHECKING:
@@ -18,12 +19,14 @@ if TYPE_CHECKING:
 __all__ = ["LoraAdapter"]
 
 
-class LoraAdapter:
+class LoraAdapter(OwnedHandle):
     """A LoRA adapter file made for ``model`` (same architecture and shapes).
 
     Apply it with ``Context.set_loras({adapter: scale})``.  Closing the adapter takes it off
     every context it is set on; closing the model closes the adapter first.
     """
+
+    _kind = "LoRA adapter"
 
     def __init__(self, model: Model, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -40,15 +43,6 @@ class LoraAdapter:
         self.model = model
         self._users: weakref.WeakSet[Context] = weakref.WeakSet()
         model._add_dependent(self)
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def _require(self) -> Any:
-        if self._ptr is None:
-            raise LlamaError("the LoRA adapter is closed")
-        return self._ptr
 
     def _used_by(self, ctx: Context) -> None:
         self._users.add(ctx)
@@ -79,12 +73,6 @@ class LoraAdapter:
             ctx._forget_lora(self)
         ptr, self._ptr = self._ptr, None
         ffi.release(ptr)
-
-    def __enter__(self) -> LoraAdapter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<LoraAdapter {self.path.name}{' closed' if self._ptr is None else ''}>"

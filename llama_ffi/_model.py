@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from llama_ffi._callbacks import PROGRESS_CALLBACK, CallbackSlot
-from llama_ffi._errors import LlamaError, ModelLoadError, check_pointer, reraise_pending
+from llama_ffi._errors import ModelLoadError, check_pointer, reraise_pending
 from llama_ffi._ffi import ensure_backend, ffi, lib
+from llama_ffi._handle import OwnedHandle
 from llama_ffi._vocab import Vocab
 
 SPLIT_MODES = {
@@ -57,11 +58,13 @@ def _read_string(fill: Callable[[Any, int], int], initial: int = 256) -> str | N
         size = n + 1
 
 
-class Model:
+class Model(OwnedHandle):
     """A loaded GGUF model.  Close it (or use ``with``) to free its memory now.
 
     Closing a model first closes the contexts and sampler chains made from it.
     """
+
+    _kind = "model"
 
     def __init__(
         self,
@@ -136,16 +139,6 @@ class Model:
 
     # ------------------------------------------------------------------ C handle
 
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def _require(self) -> Any:
-        ptr = self._ptr
-        if ptr is None:
-            raise LlamaError("the model is closed")
-        return ptr
-
     def _add_dependent(self, obj: _Closable) -> None:
         self._require()
         self._dependents.add(obj)
@@ -158,12 +151,6 @@ class Model:
             dependent.close()
         ptr, self._ptr = self._ptr, None
         ffi.release(ptr)
-
-    def __enter__(self) -> Model:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else self.description

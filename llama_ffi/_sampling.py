@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from llama_ffi._custom_samplers import LogitGuard, LogitRestore, LogitSnapshot, PythonSampler, TailFreeSampler
 from llama_ffi._errors import GrammarError, InvalidTokenError, LlamaError, check_pointer, describe, reraise_pending
 from llama_ffi._ffi import ffi, lib
+from llama_ffi._handle import OwnedHandle
 
 if TYPE_CHECKING:
     from llama_ffi._context import Context
@@ -174,12 +175,14 @@ def check_grammar_shape(grammar: str) -> None:
         i += 1
 
 
-class SamplerChain:
+class SamplerChain(OwnedHandle):
     """A libllama sampler chain built from ``SamplerParams`` (plus an optional grammar).
 
     ``n_ctx`` is what ``-1`` means for ``repeat_last_n``/``dry_penalty_last_n``
     (the model's training context when not given).  Not thread-safe.
     """
+
+    _kind = "sampler chain"
 
     def __init__(self, model: Model, params: SamplerParams, *, n_ctx: int | None = None) -> None:
         vocab = model.vocab
@@ -207,7 +210,7 @@ class SamplerChain:
 
         chain_params = lib.llama_sampler_chain_default_params()
         keep = (model_ptr, self._stages)  # freed after the model, before the Python stages
-        self._chain: Any = ffi.gc(
+        self._ptr: Any = ffi.gc(
             check_pointer(lib.llama_sampler_chain_init(chain_params), LlamaError, "llama_sampler_chain_init failed"),
             lambda p, _keep=keep: lib.llama_sampler_free(p),
         )
@@ -219,7 +222,7 @@ class SamplerChain:
             # Greedy with nothing but logit biases before it: an argmax over the logits gives
             # the same token without filling a candidate array of the whole vocabulary.
             self._plain_greedy = (self._greedy and self._grammar is None and len(self._bias) <= 64
-                                  and lib.llama_sampler_chain_n(self._chain) == 1 + bool(self._bias))
+                                  and lib.llama_sampler_chain_n(self._ptr) == 1 + bool(self._bias))
         except BaseException:
             self.close()
             raise
@@ -228,7 +231,7 @@ class SamplerChain:
     # ------------------------------------------------------------------ construction
 
     def _add(self, sampler: Any) -> Any:
-        lib.llama_sampler_chain_add(self._chain, check_pointer(sampler, LlamaError, "failed to create a sampler"))
+        lib.llama_sampler_chain_add(self._ptr, check_pointer(sampler, LlamaError, "failed to create a sampler"))
         return sampler
 
     def _add_python(self, stage: PythonSampler) -> None:
@@ -336,16 +339,6 @@ class SamplerChain:
 
     # ------------------------------------------------------------------ C handle
 
-    @property
-    def closed(self) -> bool:
-        return self._chain is None
-
-    def _require(self) -> Any:
-        chain = self._chain
-        if chain is None:
-            raise LlamaError("the sampler chain is closed")
-        return chain
-
     def close(self) -> None:
         for helper in self._helpers.values():
             ffi.release(helper)
@@ -353,16 +346,11 @@ class SamplerChain:
         if self._grammar is not None:
             grammar, self._grammar = self._grammar, None
             ffi.release(grammar)
-        if self._chain is not None:
-            chain, self._chain = self._chain, None
+        if self._ptr is not None:
+            chain, self._ptr = self._ptr, None
             self._penalties = self._dry = None
             ffi.release(chain)
 
-    def __enter__(self) -> SamplerChain:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     @property
     def seed(self) -> int:

@@ -117,18 +117,11 @@ class Engine:
         self._close_native()
 
     def _close_native(self) -> None:
-        if self._worker is not None:
-            self._worker.close()
-            self._worker = None
-        if self._embedder is not None:
-            self._embedder.close()
-            self._embedder = None
-        if self._ctx is not None:
-            self._ctx.close()
-            self._ctx = None
-        if self.model is not None:
-            self.model.close()
-            self.model = None
+        for name in ("_worker", "_embedder", "_ctx", "model"):  # users before what they use
+            owner = getattr(self, name)
+            if owner is not None:
+                owner.close()
+                setattr(self, name, None)
 
     def _load(self) -> None:
         import llama_ffi

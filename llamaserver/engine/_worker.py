@@ -292,35 +292,31 @@ class Worker:
             if barrier:
                 keep.append(item)
                 continue
-            if isinstance(item, SystemPromptUpdate):
+            new_system_prompt = self._system_prompt_change(item)
+            if new_system_prompt is not None:
+                # it changes every slot's cache: wait, and hold what follows, until none is busy
                 if self._active:
                     barrier = True
                     keep.append(item)
                     continue
                 try:
-                    self._apply_system_prompt(item.text)
+                    self._apply_system_prompt(new_system_prompt)
                 except EngineError as exc:
-                    _log.error("system prompt not applied: %s", exc)
+                    if isinstance(item, Job):
+                        item.drop_chain()
+                        self._send(item, exc)
+                    else:
+                        _log.error("system prompt not applied: %s", exc)
+                    continue
+            if isinstance(item, SystemPromptUpdate):
                 continue
-            req = item.request
-            if req.embedding:
+            if item.request.embedding:
                 if embedded:  # one per step, so that generating slots keep moving
                     keep.append(item)
                 else:
                     embedded = True
                     self._run_embedding(item)
                 continue
-            if req.system_prompt is not None and req.system_prompt != self.sys_text:
-                if self._active:
-                    barrier = True
-                    keep.append(item)
-                    continue
-                try:
-                    self._apply_system_prompt(req.system_prompt)
-                except EngineError as exc:
-                    item.drop_chain()
-                    self._send(item, exc)
-                    continue
             slot = self._pick_slot(item)
             if slot is None:
                 keep.append(item)
@@ -338,6 +334,15 @@ class Worker:
                 _log.exception("could not start a request")
                 self._send(item, EngineError(f"could not start the request: {exc}"))
         self._waiting = keep
+
+    def _system_prompt_change(self, item: Job | SystemPromptUpdate) -> str | None:
+        """The system prompt ``item`` asks for, when it is not the current one."""
+        if isinstance(item, SystemPromptUpdate):
+            return item.text
+        req = item.request
+        if req.embedding or req.system_prompt is None or req.system_prompt == self.sys_text:
+            return None
+        return req.system_prompt
 
     def _full_prompt(self, job: Job) -> list[int]:
         return self.sys_tokens + job.tokens if self.sys_tokens else job.tokens

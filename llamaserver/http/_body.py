@@ -59,12 +59,17 @@ def _check_depth(value: Any) -> None:
                      if isinstance(child, (dict, list)))
 
 
+async def read_json(request: Request) -> Any:
+    """The body as JSON (strict: no NaN, one value); an empty body counts as None."""
+    raw = await request.get_data(as_text=False)
+    return loads_strict(raw) if raw.strip() else None
+
+
 async def read_json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object; an empty body counts as ``{}``."""
-    raw = await request.get_data(as_text=False)
-    if not raw.strip():
+    value = await read_json(request)
+    if value is None:
         return {}
-    value = loads_strict(raw)
     if not isinstance(value, dict):
         raise invalid("Request body must be a JSON object")
     return value

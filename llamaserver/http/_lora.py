@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import TypeAdapter, ValidationError
 from quart import Blueprint, Response, request
 
-from ._body import ApiModel, JsonInt, describe_validation_error, loads_strict
+from ._body import ApiModel, JsonInt, describe_validation_error, read_json
 from ._context import ApiContext, json_response
 from ._errors import invalid
 
@@ -31,8 +31,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/lora-adapters")
     async def set_lora_adapters_view() -> Response:
-        raw = await request.get_data(as_text=False)
-        body = loads_strict(raw) if raw.strip() else None
+        body = await read_json(request)
         if not isinstance(body, list):
             raise invalid('the body must be an array of {"id": int, "scale": number}')
         try:

@@ -86,3 +86,14 @@ def test_bad_lora_adapters_post_is_400(lora_url: str, body: Any) -> None:
     response = httpx.post(lora_url + "/lora-adapters", json=body)
     error_of(response, 400, "invalid_request_error")
     assert [a["scale"] for a in httpx.get(lora_url + "/lora-adapters").json()] == [0.0, 0.0]
+
+
+async def test_missing_adapter_file_fails_startup_clearly(model_path: Path, tmp_path: Path) -> None:
+    from llama_ffi import ModelLoadError
+
+    server = LlamaServer(ServerSettings(model=model_path, parallel=1, ctx_size=256,
+                                        lora=[tmp_path / "missing.gguf"]))
+    with pytest.raises(ModelLoadError, match="missing.gguf does not exist"):
+        await server.startup()
+    assert server.state == "error"
+    await server.shutdown()
