@@ -37,7 +37,7 @@ from typing import Any
 from quart import Blueprint, Quart, Response, request, send_from_directory
 
 from .engine import Engine
-from .http import ApiContext, create_blueprint, register_error_handlers
+from .http import ApiContext, add_app_auth, create_blueprint, register_error_handlers
 from .settings import ServerSettings
 
 __all__ = ["LlamaServer"]
@@ -186,6 +186,7 @@ class LlamaServer:
         app.config["RESPONSE_TIMEOUT"] = settings.timeout
         app.register_blueprint(self.blueprint(url_prefix=settings.api_prefix or None))
         register_error_handlers(app)  # 404/405 for unknown routes, in the same shape
+        add_app_auth(app, self._ctx)
         if settings.path is not None:
             _add_static_routes(app, Path(settings.path))
 

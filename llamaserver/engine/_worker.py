@@ -301,12 +301,14 @@ class Worker:
                     continue
                 try:
                     self._apply_system_prompt(new_system_prompt)
-                except EngineError as exc:
+                except Exception as exc:  # this request's system prompt, not the engine
+                    error = exc if isinstance(exc, EngineError) else InvalidRequest(
+                        f"the system prompt could not be applied: {exc}")
                     if isinstance(item, Job):
                         item.drop_chain()
-                        self._send(item, exc)
+                        self._send(item, error)
                     else:
-                        _log.error("system prompt not applied: %s", exc)
+                        _log.error("system prompt not applied: %s", error)
                     continue
             if isinstance(item, SystemPromptUpdate):
                 continue

@@ -5,10 +5,10 @@ close over ``ctx`` (an :class:`ApiContext`), so several servers can be mounted i
 
 Endpoints (module)::
 
-    GET  /health /v1/health                      _status      public even with API keys
+    GET  /health /v1/health                      _status      public even with API keys (not ?include_slots)
     GET  /props        POST /props (--props)     _status
     GET  /slots        POST /slots/<id>?action=  _status      save | restore | erase
-    GET  /models /v1/models                      _status      public even with API keys
+    GET  /models /v1/models                      _status
     POST /completion /completions /infill        _completion  llama.cpp's own API
     POST /v1/completions                         _oai_completions
     POST /v1/chat/completions /chat/completions  _chat
@@ -27,11 +27,11 @@ from quart import Blueprint
 
 from . import (_chat, _completion, _embeddings, _lora, _metrics, _oai_completions, _status,
                _tokenize)
-from ._auth import add_auth
+from ._auth import add_app_auth, add_auth
 from ._context import ApiContext
 from ._errors import ApiError, error_response, register_error_handlers
 
-__all__ = ["ApiContext", "ApiError", "create_blueprint", "error_response",
+__all__ = ["ApiContext", "ApiError", "add_app_auth", "create_blueprint", "error_response",
            "register_error_handlers"]
 
 

@@ -39,24 +39,42 @@ def loads_strict(raw: bytes | str) -> Any:
         raise invalid(f"JSON nesting is deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, bad UTF-8, non-finite numbers, huge ints
         raise invalid(f"Invalid JSON in request body: {exc}") from None
-    _check_depth(value)
+    _check_tree(value)
     return value
 
 
-def _check_depth(value: Any) -> None:
-    stack = [(value, 1)]
+def _check_tree(value: Any) -> None:
+    """Bounded nesting, and text that can be encoded: JSON's ``\\ud800`` escapes decode to lone
+    surrogates, which no tokenizer (and no UTF-8 writer) accepts."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(value, 1, ())]
     while stack:
-        node, depth = stack.pop()
+        node, depth, path = stack.pop()
+        if isinstance(node, str):
+            _check_text(node, path)
+            continue
         if isinstance(node, dict):
-            children = node.values()
+            items: Any = node.items()
+            for key in node:
+                _check_text(key, path)
         elif isinstance(node, list):
-            children = node
+            items = enumerate(node)
         else:
             continue
         if depth > MAX_DEPTH:
             raise invalid(f"JSON nesting is deeper than {MAX_DEPTH} levels")
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
+        stack.extend((child, depth + 1, (*path, key)) for key, child in items
+                     if isinstance(child, (dict, list, str)))
+
+
+def _check_text(text: str, path: tuple[Any, ...]) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = ".".join(str(p) for p in path) or "the request body"
+        raise invalid(f"Invalid string in '{where}': lone surrogate at character {exc.start} "
+                      "(text must be valid Unicode)") from None
 
 
 async def read_json(request: Request) -> Any:

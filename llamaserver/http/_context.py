@@ -118,15 +118,11 @@ def _build_info() -> tuple[str, str]:
 
 
 def _presented_key(headers: Mapping[str, str]) -> str | None:
+    # Exactly "Bearer KEY", as llama-server reads it: no other scheme spelling, one space.
     auth = headers.get("Authorization")
-    if auth:
-        scheme, _, value = auth.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = headers.get("X-Api-Key")
-    if key:
-        return key.strip()
-    return None
+    if auth and auth.startswith("Bearer ") and len(auth) > 7:
+        return auth[7:]
+    return headers.get("X-Api-Key") or None
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

@@ -36,14 +36,17 @@ def authed(restricted: Running) -> Iterator[httpx.Client]:
         yield c
 
 
-def test_health_and_models_are_public(anon: httpx.Client) -> None:
+def test_health_is_public_models_are_not(anon: httpx.Client, authed: httpx.Client) -> None:
     assert anon.get("/health").status_code == 200
-    assert anon.get("/v1/models").status_code == 200
+    error_of(anon.get("/v1/models"), 401, "authentication_error")
+    assert authed.get("/v1/models").status_code == 200
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
                                      {"Authorization": f"Basic {KEY}"},
-                                     {"X-Api-Key": KEY + "x"}, {"Authorization": "Bearer"}])
+                                     {"X-Api-Key": KEY + "x"}, {"Authorization": "Bearer"},
+                                     {"Authorization": f"bearer {KEY}"},
+                                     {"Authorization": f"Bearer  {KEY}"}])
 def test_missing_or_wrong_key_is_401(anon: httpx.Client, headers: dict[str, str]) -> None:
     r = anon.post("/completion", json={"prompt": "x", "n_predict": 1}, headers=headers)
     error = error_of(r, 401, "authentication_error")
@@ -62,7 +65,7 @@ def test_rejected_body_closes_the_connection_openly(anon: httpx.Client) -> None:
 
 def test_valid_key_in_either_header(anon: httpx.Client) -> None:
     for headers in ({"Authorization": f"Bearer {KEY}"}, {"X-Api-Key": KEY},
-                    {"authorization": f"bearer {KEY}"}):
+                    {"authorization": f"Bearer {KEY}"}, {"x-api-key": KEY}):
         r = anon.post("/completion", json={"prompt": "x", "n_predict": 1}, headers=headers)
         assert r.status_code == 200, r.text
 

@@ -1,0 +1,89 @@
+"""API keys guard everything but the health check, slot contents included (as llama-server)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from server_helpers import Running, error_of, serve_in_thread
+
+from llamaserver import LlamaServer
+
+KEY = "sk-auth-test-42"
+SECRET_PROMPT = "My secret plan is to"
+
+
+@pytest.fixture(scope="module")
+def keyed() -> Iterator[Running]:
+    server = LlamaServer(parallel=2, ctx_size=512, api_key=[KEY], endpoint_slots=True)
+    running = serve_in_thread(server.app)
+    yield Running(server, running.url)
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def anon(keyed: Running) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=keyed.url, timeout=60) as c:
+        yield c
+
+
+def _authed(headers: dict[str, str] | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}", **(headers or {})}
+
+
+def test_only_health_is_public(anon: httpx.Client) -> None:
+    assert anon.get("/health").status_code == 200
+    assert anon.get("/v1/health").status_code == 200
+    for path in ("/v1/models", "/models", "/slots", "/props"):
+        error_of(anon.get(path), 401, "authentication_error")
+        assert anon.get(path, headers=_authed()).status_code == 200, path
+
+
+def test_unknown_routes_need_the_key(anon: httpx.Client) -> None:
+    error_of(anon.get("/no/such/route"), 401, "authentication_error")
+    error_of(anon.post("/v1/secret-admin", json={}), 401, "authentication_error")
+    error_of(anon.get("/no/such/route", headers=_authed()), 404, "not_found_error")
+
+
+@pytest.mark.parametrize("headers", [
+    {"Authorization": f"bearer {KEY}"}, {"Authorization": f"Bearer  {KEY}"},
+    {"Authorization": f"BEARER {KEY}"}, {"Authorization": f"Token {KEY}"},
+    {"Authorization": f"Bearer{KEY}"}, {"X-Api-Key": KEY[:-1]}, {"Authorization": KEY},
+])
+def test_key_spellings_that_are_not_the_key(anon: httpx.Client, headers: dict[str, str]) -> None:
+    error_of(anon.get("/props", headers=headers), 401, "authentication_error")
+
+
+def test_include_slots_needs_the_key_while_a_prompt_runs(keyed: Running,
+                                                         anon: httpx.Client) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def run_secret_request() -> None:
+        body = {"prompt": SECRET_PROMPT, "n_predict": 400, "ignore_eos": True, "stream": True}
+        with httpx.Client(base_url=keyed.url, timeout=120, headers=_authed()) as c:
+            with c.stream("POST", "/completion", json=body) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        started.set()
+                        if release.is_set():
+                            break
+
+    thread = threading.Thread(target=run_secret_request)
+    thread.start()
+    try:
+        assert started.wait(60)
+        for query in ("include_slots", "include_slots=1", "include_slots&fail_on_no_slot=1"):
+            r = anon.get(f"/health?{query}")
+            error_of(r, 401, "authentication_error")
+            assert SECRET_PROMPT not in r.text
+        plain = anon.get("/health")
+        assert plain.status_code == 200 and "slots" not in plain.json()
+        assert SECRET_PROMPT not in plain.text
+        shown = anon.get("/health?include_slots", headers=_authed())
+        assert shown.status_code == 200
+        assert any(s["prompt"] == SECRET_PROMPT for s in shown.json()["slots"])
+    finally:
+        release.set()
+        thread.join(60)
