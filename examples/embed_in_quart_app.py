@@ -14,6 +14,7 @@ app starts serving and is freed when it stops.
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from quart import Quart, request
 
@@ -38,9 +39,14 @@ async def ask() -> dict[str, object]:
     if engine is None or engine.state != "ready":
         return {"error": "the model is still loading"}, 503
     question = request.args.get("q", "What is a llama?")
-    prompt = engine.chat_template.render([{"role": "user", "content": question}])
-    stream = engine.submit(GenerationRequest(prompt=prompt, n_predict=48,
-                                             sampling=SamplerParams(temperature=0.2)))
+
+    def prepare():  # template, tokenizer and sampler chain: off the event loop
+        prompt = engine.chat_template.render([{"role": "user", "content": question}])
+        tokens = engine.vocab.tokenize(prompt, add_special=False, parse_special=True)
+        return engine.prepare(GenerationRequest(tokens, SamplerParams(temperature=0.2),
+                                                n_predict=48))
+
+    stream = engine.submit(await asyncio.to_thread(prepare))
     final = await stream.result()
     return {"question": question, "answer": final.content}
 

@@ -22,11 +22,14 @@ from llama_ffi._batch import Batch
 from llama_ffi._chat_template import ChatTemplate, builtin_template_names
 from llama_ffi._context import Context
 from llama_ffi._decoder import TokenDecoder
+from llama_ffi._embedding import Embedder, normalize_embedding
 from llama_ffi._default_model import default_model_path, native_manifest, system_info
 from llama_ffi._llama import Llama
 from llama_ffi._lora import LoraAdapter
 from llama_ffi._model import Model
-from llama_ffi._sampling import DEFAULT_SAMPLERS, DEFAULT_SEED, SamplerChain, SamplerParams
+from llama_ffi._sampler_params import DEFAULT_SAMPLERS, DEFAULT_SEED, SamplerParams
+from llama_ffi._sampling import SamplerChain, TokenProbs
+from llama_ffi._stop import StopMatcher
 from llama_ffi._vocab import Vocab
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "DEFAULT_SAMPLERS",
     "DEFAULT_SEED",
     "DecodeError",
+    "Embedder",
     "GrammarError",
     "InvalidTokenError",
     "LOGGER_NAME",
@@ -49,8 +53,10 @@ __all__ = [
     "SamplerChain",
     "SamplerParams",
     "StateError",
+    "StopMatcher",
     "TemplateError",
     "TokenDecoder",
+    "TokenProbs",
     "Vocab",
     "build_info",
     "builtin_template_names",
@@ -58,6 +64,7 @@ __all__ = [
     "ffi",
     "lib",
     "native_manifest",
+    "normalize_embedding",
     "numa_init",
     "system_info",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -12,22 +11,14 @@ from llama_ffi._chat_template import ChatTemplate
 from llama_ffi._context import Context
 from llama_ffi._decoder import TokenDecoder
 from llama_ffi._default_model import default_model_path
+from llama_ffi._embedding import Embedder, normalize_embedding
 from llama_ffi._errors import ContextError
 from llama_ffi._log import LOGGER_NAME
 from llama_ffi._lora import LoraAdapter
 from llama_ffi._model import Model
-from llama_ffi._sampling import DEFAULT_SEED, SamplerChain, SamplerParams
-
-
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest tail of ``text`` that could be the start of a stop string."""
-    longest = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), longest, -1):
-            if stop.startswith(text[-n:]):
-                longest = n
-                break
-    return longest
+from llama_ffi._sampler_params import DEFAULT_SEED, SamplerParams
+from llama_ffi._sampling import SamplerChain
+from llama_ffi._stop import StopMatcher
 
 
 class Llama:
@@ -77,7 +68,7 @@ class Llama:
         self._chat_template_override = chat_template
         self._template: ChatTemplate | None = None
         self._cached: list[int] = []  # the tokens whose keys/values sequence 0 holds
-        self._embedder: Context | None = None
+        self._embedder: Embedder | None = None
         if embeddings:
             self._embedding_context()
 
@@ -85,7 +76,9 @@ class Llama:
 
     def close(self) -> None:
         self._batch.close()
-        self.model.close()  # closes both contexts
+        if self._embedder is not None:
+            self._embedder.close()
+        self.model.close()  # closes the generation context
 
     def __enter__(self) -> Llama:
         return self
@@ -109,12 +102,8 @@ class Llama:
 
     # ------------------------------------------------------------------ generation
 
-    def _prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
-        if isinstance(prompt, str):
-            tokens = self.tokenize(prompt, add_special=True, parse_special=True)
-        else:
-            tokens = list(prompt)
-            self.vocab.check_tokens(tokens)
+    def _prompt_tokens(self, prompt: str | Sequence[int | str]) -> list[int]:
+        tokens, _ = self.vocab.tokenize_prompt(prompt, add_special=True, parse_special=True)
         if not tokens:
             raise ValueError("the prompt is empty")
         if len(tokens) >= self.context.n_ctx:
@@ -166,37 +155,33 @@ class Llama:
 
     def _text_stream(self, tokens: list[int], max_tokens: int, stop: Sequence[str],
                      sampling: dict[str, Any]) -> Iterator[str]:
-        stops = [s for s in stop if s]
+        matcher = StopMatcher(list(stop))
         decoder = TokenDecoder(self.vocab)
-        pending = ""
-        for tok in self._token_stream(tokens, max_tokens, sampling):
-            pending += decoder.feed(tok)
-            if not pending:
-                continue
-            hits = [i for i in (pending.find(s) for s in stops) if i >= 0]
-            if hits:
-                if min(hits):
-                    yield pending[: min(hits)]
-                return
-            ready = len(pending) - _held_back(pending, stops)
-            if ready > 0:
-                yield pending[:ready]
-                pending = pending[ready:]
-        pending += decoder.flush()
-        hits = [i for i in (pending.find(s) for s in stops) if i >= 0]
-        if hits:
-            pending = pending[: min(hits)]
-        if pending:
-            yield pending
 
-    def stream(self, prompt: str | Sequence[int], *, max_tokens: int = 128, stop: Sequence[str] = (),
+        def pieces() -> Iterator[str]:
+            for tok in self._token_stream(tokens, max_tokens, sampling):
+                yield decoder.feed(tok)
+            yield decoder.flush()
+
+        for piece in pieces():
+            if piece:
+                text, word = matcher.feed(piece)
+                if text:
+                    yield text
+                if word is not None:
+                    return
+        tail = matcher.release()
+        if tail:
+            yield tail
+
+    def stream(self, prompt: str | Sequence[int | str], *, max_tokens: int = 128, stop: Sequence[str] = (),
                **sampling: Any) -> Iterator[str]:
         """Yield the continuation of ``prompt`` as it is generated (never a partial character or stop string)."""
         if isinstance(stop, str):
             stop = [stop]
         return self._text_stream(self._prompt_tokens(prompt), max_tokens, stop, sampling)
 
-    def generate(self, prompt: str | Sequence[int], *, max_tokens: int = 128, stop: Sequence[str] = (),
+    def generate(self, prompt: str | Sequence[int | str], *, max_tokens: int = 128, stop: Sequence[str] = (),
                  **sampling: Any) -> str:
         """The continuation of ``prompt`` (``sampling``: any ``SamplerParams`` field)."""
         return "".join(self.stream(prompt, max_tokens=max_tokens, stop=stop, **sampling))
@@ -213,34 +198,19 @@ class Llama:
 
     # ------------------------------------------------------------------ embeddings
 
-    def _embedding_context(self) -> Context:
+    def _embedding_context(self) -> Embedder:
         if self._embedder is None:
-            pooling = None if self.model.pooling_type not in ("none", "unspecified") else "mean"
-            n = self.context.n_ctx
-            self._embedder = Context(self.model, n_ctx=n, n_batch=n, n_ubatch=n, n_threads=self._n_threads,
-                                     embeddings=True, pooling=pooling)
+            self._embedder = Embedder(self.model, n_ctx=self.context.n_ctx, n_threads=self._n_threads)
         return self._embedder
 
     def embed(self, texts: str | Sequence[str], *, normalize: bool = True) -> list[list[float]]:
         """One pooled embedding per text (mean pooling when the model declares none)."""
-        ctx = self._embedding_context()
-        batch_texts = [texts] if isinstance(texts, str) else list(texts)
+        embedder = self._embedding_context()
         vectors = []
-        for text in batch_texts:
+        for text in [texts] if isinstance(texts, str) else list(texts):
             tokens = self.vocab.tokenize(text, add_special=True, parse_special=False)
             if not tokens:
                 raise ValueError("cannot embed an empty text")
-            if len(tokens) > ctx.n_ubatch:
-                raise ContextError(f"text of {len(tokens)} tokens exceeds the embedding context ({ctx.n_ubatch})")
-            ctx.memory_clear()
-            with Batch(len(tokens)) as batch:
-                for pos, tok in enumerate(tokens):
-                    batch.add(tok, pos, 0, True)
-                ctx.decode(batch)
-            vector = ctx.embeddings_seq(0)
-            if normalize:
-                norm = math.sqrt(math.fsum(v * v for v in vector))
-                if norm > 0:
-                    vector = [v / norm for v in vector]
-            vectors.append(vector)
+            vector = embedder.embed(tokens)[0]
+            vectors.append(normalize_embedding(vector) if normalize else vector)
         return vectors

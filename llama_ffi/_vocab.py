@@ -6,7 +6,7 @@ functions, so every id is checked here before it reaches C.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from llama_ffi._errors import InvalidTokenError, LlamaError, describe
 from llama_ffi._ffi import ffi, lib
@@ -55,7 +55,8 @@ class Vocab:
         self.fim_sep: int = lib.llama_vocab_fim_sep(ptr)
         self.add_bos: bool = bool(lib.llama_vocab_get_add_bos(ptr))
         self.add_eos: bool = bool(lib.llama_vocab_get_add_eos(ptr))
-        self.type: str = VOCAB_TYPES.get(lib.llama_vocab_type(ptr), "unknown")
+        self.type_id: int = lib.llama_vocab_type(ptr)
+        self.type: str = VOCAB_TYPES.get(self.type_id, "unknown")
         # token -> piece, per value of `special`: pieces never change, and
         # token_to_piece runs once per generated token.
         self._pieces: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
@@ -127,6 +128,35 @@ class Vocab:
             if n == _INT32_MIN:
                 raise ValueError("text produces more tokens than libllama can count")
             capacity = -n
+
+    def tokenize_prompt(self, prompt: str | Sequence[int | str], *, add_special: bool = True,
+                        parse_special: bool = True) -> tuple[list[int], bool]:
+        """A prompt as llama-server takes it: text, token ids, or a mix of both.
+
+        Strings are tokenized in place; as in llama.cpp, special tokens (BOS) are added only
+        when the prompt is a string or begins with one.  Returns the tokens and whether a BOS
+        was added; ``InvalidTokenError`` for an id outside the vocabulary, ``ValueError`` for
+        anything that is neither.
+        """
+        if isinstance(prompt, str):
+            tokens = self.tokenize(prompt, add_special=add_special, parse_special=parse_special)
+            return tokens, self._starts_with_added_bos(tokens, add_special)
+        tokens = []
+        bos_added = False
+        for i, item in enumerate(prompt):
+            if isinstance(item, str):
+                special = add_special and i == 0
+                piece = self.tokenize(item, add_special=special, parse_special=parse_special)
+                bos_added = bos_added or self._starts_with_added_bos(piece, special)
+                tokens.extend(piece)
+            elif isinstance(item, int) and not isinstance(item, bool):
+                tokens.append(self._check(item))
+            else:
+                raise ValueError(f"prompt items must be strings or token ids, not {describe(item)}")
+        return tokens, bos_added
+
+    def _starts_with_added_bos(self, tokens: list[int], add_special: bool) -> bool:
+        return bool(add_special and tokens and self.add_bos and tokens[0] == self.bos)
 
     def token_to_piece(self, tok: int, *, special: bool = False) -> bytes:
         """The bytes of one token (may be part of a UTF-8 sequence); ``special`` renders control tokens."""

@@ -122,14 +122,12 @@ class LlamaServer:
 
     async def _load(self) -> None:
         from ._download import resolve_model_path
+        from ._engine_config import engine_config
 
         try:
             path = await asyncio.to_thread(resolve_model_path, self.settings)
             self._ctx.model_path = path
-            settings = self.settings
-            if settings.model != path:
-                settings = settings.model_copy(update={"model": path})
-            engine = Engine(settings)
+            engine = Engine(engine_config(self.settings, path))
             self._ctx.engine = engine
             await engine.start()
             if engine.state == "error":

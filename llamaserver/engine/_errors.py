@@ -1,20 +1,34 @@
-"""Errors the engine reports; each knows the HTTP status and error type it stands for.
+"""Errors the engine reports.  Each carries a kind; the HTTP layer maps kinds to answers.
 
-    EngineError            500 server_error (base)
-    ├── InvalidRequest     400 invalid_request_error   the request can never succeed as sent
-    ├── Overloaded         503 unavailable_error       the wait queue is full (.retry_after s)
-    ├── NotReady           503 unavailable_error       the model is still loading (or failed)
-    └── Unsupported        501 not_supported_error     the server was not started for this
+    EngineError                   INTERNAL      (base)
+    ├── InvalidRequest            INVALID       the request can never succeed as sent
+    │   └── PromptTooLong         TOO_LONG      the prompt does not fit a slot (.n_prompt_tokens,
+    │                                           .n_ctx); raised only for requests that do not
+    │                                           ask for the seed's truncation
+    ├── Overloaded                OVERLOADED    the wait queue is full (.retry_after seconds)
+    ├── NotReady                  UNAVAILABLE   loading, failed, or shutting down
+    └── Unsupported               UNSUPPORTED   the engine was not started for this
 """
 
 from __future__ import annotations
 
-__all__ = ["EngineError", "InvalidRequest", "Overloaded", "NotReady", "Unsupported"]
+import enum
+
+__all__ = ["ErrorKind", "EngineError", "InvalidRequest", "PromptTooLong", "Overloaded",
+           "NotReady", "Unsupported"]
+
+
+class ErrorKind(enum.Enum):
+    INTERNAL = "internal"
+    INVALID = "invalid"
+    TOO_LONG = "too_long"
+    OVERLOADED = "overloaded"
+    UNAVAILABLE = "unavailable"
+    UNSUPPORTED = "unsupported"
 
 
 class EngineError(Exception):
-    status: int = 500
-    type: str = "server_error"
+    kind: ErrorKind = ErrorKind.INTERNAL
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -22,13 +36,20 @@ class EngineError(Exception):
 
 
 class InvalidRequest(EngineError):
-    status = 400
-    type = "invalid_request_error"
+    kind = ErrorKind.INVALID
+
+
+class PromptTooLong(InvalidRequest):
+    kind = ErrorKind.TOO_LONG
+
+    def __init__(self, message: str, *, n_prompt_tokens: int, n_ctx: int) -> None:
+        super().__init__(message)
+        self.n_prompt_tokens = n_prompt_tokens
+        self.n_ctx = n_ctx
 
 
 class Overloaded(EngineError):
-    status = 503
-    type = "unavailable_error"
+    kind = ErrorKind.OVERLOADED
 
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
@@ -36,13 +57,11 @@ class Overloaded(EngineError):
 
 
 class NotReady(EngineError):
-    status = 503
-    type = "unavailable_error"
+    kind = ErrorKind.UNAVAILABLE
 
     def __init__(self, message: str = "Loading model") -> None:
         super().__init__(message)
 
 
 class Unsupported(EngineError):
-    status = 501
-    type = "not_supported_error"
+    kind = ErrorKind.UNSUPPORTED

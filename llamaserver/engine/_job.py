@@ -1,58 +1,62 @@
-"""A request as the worker thread sees it, from submission until its slot is released."""
+"""A request on its way through the engine: prepared, queued, served, answered."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
-
 from typing import TYPE_CHECKING
 
 from ._stream import Channel
-from .types import GenerationRequest
+from .types import GenerationRequest, SystemPrompt
 
 if TYPE_CHECKING:
     from llama_ffi import SamplerChain
 
-__all__ = ["Job", "SystemPromptUpdate"]
+__all__ = ["PreparedRequest", "Job", "EmbeddingJob", "SystemPromptUpdate"]
 
 
-class Job:
-    __slots__ = (
-        "id", "request", "tokens", "bos_added", "prompt_text", "n_predict", "n_keep",
-        "settings", "chain", "channel", "cancelled", "finished", "id_slot", "t_submit", "_wake",
-        "lora",
-    )
+class PreparedRequest:
+    """A request checked against the engine, with its sampler chain built.
 
-    def __init__(self, id: int, request: GenerationRequest, tokens: list[int], *,
-                 bos_added: bool, prompt_text: str, n_predict: int, n_keep: int,
-                 settings: dict[str, Any], chain: SamplerChain | None,
-                 loop: asyncio.AbstractEventLoop,
-                 wake: Callable[[], None]) -> None:
-        self.id = id
+    Building the chain parses the grammar: ``Engine.prepare`` does it on the caller's thread
+    (the HTTP layer's worker pool), never on the event loop or the engine's own thread.  The
+    slot that serves the request takes the chain over; ``close()`` frees it otherwise.
+    """
+
+    __slots__ = ("request", "chain", "lora")
+
+    def __init__(self, request: GenerationRequest, chain: SamplerChain,
+                 lora: tuple[float, ...]) -> None:
         self.request = request
-        self.tokens = tokens            # the request's own prompt tokens (no system prompt)
-        self.bos_added = bos_added      # tokens[0] is a BOS the engine added
-        self.prompt_text = prompt_text
-        self.n_predict = n_predict      # effective limit: -1 = until the context is full
-        self.n_keep = n_keep            # tokens of the prompt kept by a context shift
-        self.settings = settings        # generation_settings (seed's shape)
-        # Built at submission so that a bad grammar is an immediate error; the slot that
-        # serves the request takes it over and closes it.
-        self.chain = chain
-        self.channel = Channel(loop)
-        self.cancelled = False
-        self.finished = False  # its final event (or error) has been sent
-        self.id_slot = -1
-        self.lora: tuple[float, ...] = ()  # a scale per loaded LoRA adapter, for this request
-        self.t_submit = time.perf_counter()
-        self._wake = wake
+        self.chain: SamplerChain | None = chain
+        self.lora = lora  # a scale per loaded adapter
 
-    def drop_chain(self) -> None:
+    def take_chain(self) -> SamplerChain:
+        chain, self.chain = self.chain, None
+        if chain is None:
+            raise RuntimeError("this request was already submitted")
+        return chain
+
+    def close(self) -> None:
         chain, self.chain = self.chain, None
         if chain is not None:
             chain.close()
+
+
+class _Queued:
+    """What the worker's queue holds: something a client waits for, which it may abandon."""
+
+    __slots__ = ("id", "channel", "cancelled", "finished", "t_submit", "_wake")
+
+    def __init__(self, id: int, loop: asyncio.AbstractEventLoop,
+                 wake: Callable[[], None]) -> None:
+        self.id = id
+        self.channel = Channel(loop)
+        self.cancelled = False
+        self.finished = False  # its final event (or error) has been sent
+        self.t_submit = time.perf_counter()
+        self._wake = wake
 
     def cancel(self) -> None:
         """Any thread: mark the request cancelled and wake the worker to free its slot."""
@@ -60,12 +64,41 @@ class Job:
             self.cancelled = True
             self._wake()
 
+    def drop(self) -> None:
+        """Free what the request holds that a slot never took over."""
+
+
+class Job(_Queued):
+    __slots__ = ("request", "chain", "lora", "id_slot")
+
+    def __init__(self, id: int, prepared: PreparedRequest, loop: asyncio.AbstractEventLoop,
+                 wake: Callable[[], None]) -> None:
+        super().__init__(id, loop, wake)
+        self.request = prepared.request
+        self.lora = prepared.lora
+        self.chain: SamplerChain | None = prepared.take_chain()
+        self.id_slot = -1
+
+    def drop(self) -> None:
+        chain, self.chain = self.chain, None
+        if chain is not None:
+            chain.close()
+
+
+class EmbeddingJob(_Queued):
+    __slots__ = ("tokens",)
+
+    def __init__(self, id: int, tokens: list[int], loop: asyncio.AbstractEventLoop,
+                 wake: Callable[[], None]) -> None:
+        super().__init__(id, loop, wake)
+        self.tokens = tokens
+
 
 class SystemPromptUpdate:
     """A queued change of the shared system prompt (applied when no slot is busy)."""
 
-    __slots__ = ("text", "cancelled")
+    __slots__ = ("prompt", "cancelled")
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, prompt: SystemPrompt) -> None:
+        self.prompt = prompt
         self.cancelled = False

@@ -1,63 +1,49 @@
-"""Turning a request's prompt into tokens, and fitting it into a slot's context."""
+"""Fitting a prompt into a slot's context, and comparing token lists."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._errors import InvalidRequest
+from ._errors import InvalidRequest, PromptTooLong
 
 if TYPE_CHECKING:
-    from llama_ffi import Vocab
+    from .types import GenerationRequest
 
-__all__ = ["tokenize_prompt", "fit_prompt", "common_prefix"]
+__all__ = ["user_prompt", "fit_prompt", "common_prefix"]
 
 
-def tokenize_prompt(vocab: Vocab, prompt: str | list[int | str], *, add_special: bool,
-                    parse_special: bool) -> tuple[list[int], bool]:
-    """Tokens of a string, a token list, or a mix; and whether a BOS was added.
+def user_prompt(request: GenerationRequest, n_sys: int) -> tuple[list[int], int]:
+    """The request's own tokens behind ``n_sys`` shared ones, and how many a shift keeps.
 
-    As in the seed, special tokens (BOS) are added only when the prompt is a string or its
-    first element is one.
+    As in the seed: BOS starts the system prompt when there is one, else the prompt.
     """
-    from llama_ffi import InvalidTokenError
-
-    if isinstance(prompt, str):
-        tokens = vocab.tokenize(prompt, add_special=add_special, parse_special=parse_special)
-        return tokens, bool(add_special and tokens and vocab.add_bos and tokens[0] == vocab.bos)
-    if not isinstance(prompt, list):
-        raise InvalidRequest("'prompt' must be a string or an array of strings and token ids")
-    tokens: list[int] = []
-    bos_added = False
-    ids: list[int] = []
-    for i, item in enumerate(prompt):
-        if isinstance(item, str):
-            special = add_special and i == 0
-            piece = vocab.tokenize(item, add_special=special, parse_special=parse_special)
-            if special and piece and vocab.add_bos and piece[0] == vocab.bos:
-                bos_added = True
-            tokens.extend(piece)
-        elif isinstance(item, int) and not isinstance(item, bool):
-            tokens.append(item)
-            ids.append(item)
-        else:
-            raise InvalidRequest("'prompt' array items must be strings or token ids")
-    if ids:
-        try:
-            vocab.check_tokens(ids)
-        except InvalidTokenError as exc:
-            raise InvalidRequest(f"invalid token in prompt: {exc}") from None
-    return tokens, bos_added
+    tokens = request.tokens
+    bos = request.bos_added
+    user = tokens[1:] if bos and n_sys else tokens
+    if request.n_keep < 0:
+        return user, len(user)
+    return user, min(request.n_keep + (1 if bos and not n_sys else 0), len(user))
 
 
-def fit_prompt(tokens: list[int], n_avail: int, n_keep: int) -> tuple[list[int], bool]:
-    """Fit ``tokens`` into ``n_avail`` positions (leaving room to generate); (tokens, truncated).
+def fit_prompt(tokens: list[int], n_ctx: int, n_sys: int, n_keep: int, *,
+               truncate: bool = True) -> tuple[list[int], bool]:
+    """Fit ``tokens`` after ``n_sys`` shared tokens into ``n_ctx`` positions, leaving room to
+    generate; returns (tokens, truncated).
 
-    Like the seed's server: the first ``n_keep`` tokens stay, then whole blocks of half the
-    remaining room are dropped from the front of the rest until it fits.
+    Without ``truncate`` a prompt that does not fit is a ``PromptTooLong`` error (today's
+    llama-server).  With it, as the seed's server did: the first ``n_keep`` tokens stay, then
+    whole blocks of half the remaining room are dropped from the front of the rest until it
+    fits.
     """
     n = len(tokens)
+    n_avail = n_ctx - n_sys
     if n < n_avail:
         return tokens, False
+    if not truncate:
+        raise PromptTooLong(
+            f"the request exceeds the available context size: the prompt has {n + n_sys} "
+            f"tokens and a slot holds {n_ctx}; try increasing the context size or enabling "
+            "context shift", n_prompt_tokens=n + n_sys, n_ctx=n_ctx)
     n_left = n_avail - n_keep
     if n_left < 2:
         raise InvalidRequest(

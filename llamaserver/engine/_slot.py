@@ -1,16 +1,16 @@
-"""One slot: a sequence of the shared context and the request it is serving."""
+"""``Slot``: one sequence of the shared context, and the request it is serving."""
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._stop import StopMatcher
-from .types import FinalEvent
+from ._seqcache import SequenceCache
+from .types import SlotInfo
 
 if TYPE_CHECKING:
-    from llama_ffi import SamplerChain, TokenDecoder
+    from llama_ffi import Batch, Context
 
+    from ._generation import Generation
     from ._job import Job
 
 __all__ = ["Slot", "IDLE", "PROMPT", "GENERATING"]
@@ -21,154 +21,95 @@ GENERATING = 2   # one token per step
 
 
 class Slot:
-    __slots__ = (
-        # the sequence (lives across requests)
-        "id", "seq", "n_ctx", "cache", "n_valid", "sys_version", "t_last_used", "cache_lora",
-        # the request being served
-        "state", "job", "lora", "prompt", "i_prompt", "pos", "n_sys", "n_keep", "ga_i", "can_shift",
-        "shifted", "valid_limit", "chain", "decoder", "stop", "n_probs", "n_predict",
-        "t_max_ms", "ignore_eos", "sampled", "i_batch", "n_decoded", "out_tokens", "parts", "held_tokens",
-        "held_probs", "n_cached", "n_prompt_eval", "n_prompt_user", "truncated",
-        "stopped_eos", "stopped_limit", "stopped_word", "stopping_word", "t_start",
-        "t_prompt_start", "t_prompt_end", "t_last",
-    )
+    __slots__ = ("id", "seq", "n_ctx", "cache", "state", "job", "gen", "lora", "prompt",
+                 "i_prompt", "i_batch", "n_sys", "n_keep", "can_shift", "sampled")
 
-    def __init__(self, id: int, n_ctx: int) -> None:
+    def __init__(self, id: int, ctx: Context, n_ctx: int) -> None:
         self.id = id
         self.seq = id
         self.n_ctx = n_ctx
-        # Tokens whose KV entries this sequence holds, in position order; cache[:n_valid]
-        # is exactly what evaluating those tokens from scratch would give (a context
-        # shift makes the rest approximate, so it is not offered for reuse).
-        self.cache: list[int] = []
-        self.n_valid = 0
-        self.sys_version = -1
-        self.t_last_used = 0.0
-        self.cache_lora: tuple[float, ...] = ()  # LoRA scales the cached KV was computed with
-        self.lora: tuple[float, ...] = ()        # ...and those of the request being served
+        self.cache = SequenceCache(ctx, id)   # lives across requests
         self.state = IDLE
         self.job: Job | None = None
-        self.chain: SamplerChain | None = None
-        self.decoder: TokenDecoder | None = None
-        self.stop = StopMatcher([])
+        self.gen: Generation | None = None
+        self.lora: tuple[float, ...] = ()     # the scales of the request being served
         self.prompt: list[int] = []
-        self._reset_request()
-
-    def _reset_request(self) -> None:
-        self.i_prompt = 0
-        self.pos = 0
-        self.n_sys = 0
-        self.n_keep = 0
-        self.ga_i = 0
+        self.i_prompt = 0                     # prompt tokens already in the sequence
+        self.i_batch = -1                     # this step's batch row with logits, if any
+        self.n_sys = 0                        # the shared prefix at the start of the prompt
+        self.n_keep = 0                       # tokens a context shift keeps
         self.can_shift = False
-        self.shifted = False
-        self.valid_limit = 0
-        self.n_probs = 0
-        self.n_predict = -1
-        self.t_max_ms = 0
-        self.ignore_eos = False
+        self.sampled = -1                     # the token to decode next
+
+    def begin(self, job: Job, gen: Generation, prompt: list[int], n_reuse: int, n_sys: int,
+              n_keep: int, can_shift: bool) -> None:
+        self.job = job
+        self.gen = gen
+        self.lora = job.lora
+        self.state = PROMPT
+        self.prompt = prompt
+        self.i_prompt = n_reuse
+        self.n_sys = n_sys
+        self.n_keep = n_sys + n_keep
+        self.can_shift = can_shift
         self.sampled = -1
         self.i_batch = -1
-        self.n_decoded = 0
-        self.out_tokens: list[int] = []
-        self.parts: list[str] = []
-        self.held_tokens: list[int] = []
-        self.held_probs: list[dict[str, Any]] = []
-        self.n_cached = 0
-        self.n_prompt_eval = 0
-        self.n_prompt_user = 0
-        self.truncated = False
-        self.stopped_eos = False
-        self.stopped_limit = False
-        self.stopped_word = False
-        self.stopping_word = ""
-        self.t_start = self.t_prompt_start = self.t_prompt_end = self.t_last = 0.0
+        job.id_slot = self.id
 
-    @property
-    def busy(self) -> bool:
-        return self.state != IDLE
-
-    def release(self) -> None:
-        """End the request; the sequence's cache stays for the next prompt to reuse."""
-        if self.chain is not None:
-            self.chain.close()
-            self.chain = None
-        self.decoder = None
-        self.n_valid = min(self.valid_limit, len(self.cache)) if self.shifted else len(self.cache)
-        self.state = IDLE
+    def end(self) -> None:
+        """The request is over (finished, failed or cancelled); the cache stays."""
+        gen = self.gen
+        if gen is not None:
+            gen.close()
+        self.gen = None
         self.job = None
         self.prompt = []
-        self.t_last_used = time.monotonic()
-        self._reset_request()
+        self.state = IDLE
+        self.i_batch = -1
+        self.cache.end_request()
 
-    def forget(self) -> None:
-        """The sequence was emptied (KV removed): nothing is cached any more."""
-        self.cache.clear()
-        self.n_valid = 0
-        self.sys_version = -1
+    @property
+    def at_context_limit(self) -> bool:
+        """No room for another token, and none can be made."""
+        return len(self.cache) + 1 >= self.n_ctx and not self.can_shift
 
-    # ------------------------------------------------------------------ reports
+    def feed_prompt(self, batch: Batch, budget: int) -> int:
+        """Add up to ``budget`` prompt tokens to ``batch``; the last one asks for logits."""
+        prompt, start = self.prompt, self.i_prompt
+        take = min(budget, len(prompt) - start)
+        if take <= 0:
+            return 0
+        end = start + take
+        chunk = prompt[start:end]
+        pos = self.cache.extend(chunk)
+        i_last = batch.add_tokens(chunk, pos, self.seq, logits_last=end == len(prompt))
+        if end == len(prompt):
+            self.i_batch = i_last
+        self.i_prompt = end
+        return take
 
-    def timings(self) -> dict[str, float]:
-        prompt_ms = max(0.0, (self.t_prompt_end - self.t_prompt_start) * 1000.0)
-        end = self.t_last if self.t_last > self.t_prompt_end else self.t_prompt_end
-        predicted_ms = max(0.0, (end - self.t_prompt_end) * 1000.0) if self.t_prompt_end else 0.0
-        n_p, n_g = self.n_prompt_eval, self.n_decoded
-        return {
-            "prompt_n": n_p,
-            "prompt_ms": prompt_ms,
-            "prompt_per_token_ms": prompt_ms / n_p if n_p else 0.0,
-            "prompt_per_second": 1000.0 * n_p / prompt_ms if prompt_ms > 0 else 0.0,
-            "predicted_n": n_g,
-            "predicted_ms": predicted_ms,
-            "predicted_per_token_ms": predicted_ms / n_g if n_g else 0.0,
-            "predicted_per_second": 1000.0 * n_g / predicted_ms if predicted_ms > 0 else 0.0,
-        }
+    def shift_context(self) -> bool:
+        """Make room by a context shift (False if it cannot): the shared prefix and ``n_keep``
+        stay."""
+        if not self.can_shift:
+            return False
+        # The shared prefix stays, whatever n_keep says: every request is built on it.
+        if self.cache.shift(max(min(self.n_keep, self.n_ctx - 4), self.n_sys)):
+            assert self.gen is not None
+            self.gen.truncated = True
+            return True
+        return False
 
-    def final_event(self) -> FinalEvent:
-        job = self.job
-        assert job is not None
-        return FinalEvent(
-            content="".join(self.parts),
-            tokens=self.out_tokens,
-            id_slot=self.id,
-            tokens_predicted=self.n_decoded,
-            tokens_evaluated=self.n_prompt_user,
-            tokens_cached=self.n_cached,
-            truncated=self.truncated,
-            stopped_eos=self.stopped_eos,
-            stopped_limit=self.stopped_limit,
-            stopped_word=self.stopped_word,
-            stopping_word=self.stopping_word,
-            timings=self.timings(),
-            generation_settings=job.settings,
-            prompt=job.prompt_text,
-        )
-
-    def describe(self, n_ctx: int) -> dict[str, Any]:
-        """The seed's /slots entry: generation settings, state and next_token."""
-        job = self.job
-        info: dict[str, Any] = dict(job.settings) if job is not None else {}
-        n_remain = -1
-        if job is not None and self.n_predict >= 0:
-            n_remain = max(0, self.n_predict - self.n_decoded)
-        info.update({
-            "id": self.id,
-            "id_task": job.id if job is not None else -1,
-            "task_id": job.id if job is not None else -1,
-            "n_ctx": n_ctx,
-            "state": 1 if self.state != IDLE else 0,
-            "is_processing": self.state != IDLE,
-            "prompt": job.prompt_text if job is not None else "",
-            "n_cached_tokens": len(self.cache),
-            "next_token": {
-                "has_next_token": self.state != IDLE,
-                "n_remain": n_remain,
-                "n_decoded": self.n_decoded,
-                "stopped_eos": self.stopped_eos,
-                "stopped_limit": self.stopped_limit,
-                "stopped_word": self.stopped_word,
-                "stopping_word": self.stopping_word,
-            },
-        })
-        return info
+    def info(self) -> SlotInfo:
+        gen, job = self.gen, self.job
+        return SlotInfo(
+            id=self.id, is_processing=self.state != IDLE,
+            id_task=job.id if job is not None else -1,
+            request=job.request if job is not None else None, lora=self.lora, n_ctx=self.n_ctx,
+            n_cached_tokens=len(self.cache),
+            n_decoded=gen.n_decoded if gen is not None else 0,
+            n_remain=gen.n_remain if gen is not None else -1,
+            stopped_eos=gen.stopped_eos if gen is not None else False,
+            stopped_limit=gen.stopped_limit if gen is not None else False,
+            stopped_word=gen.stopped_word if gen is not None else False,
+            stopping_word=gen.stopping_word if gen is not None else "")

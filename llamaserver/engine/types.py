@@ -1,68 +1,111 @@
 """The data that crosses between the engine and its callers (no web framework, no pydantic).
 
-A request goes in as a :class:`GenerationRequest`; a :class:`~llamaserver.engine.RequestStream`
-yields zero or more :class:`TokenEvent` and then exactly one :class:`FinalEvent` (or raises an
-:class:`~llamaserver.engine.EngineError`).  The texts of the ``TokenEvent`` s, joined, equal
-``FinalEvent.content``: the engine never sends text it may have to take back (a partial UTF-8
-sequence, the beginning of a stop string).
+A :class:`GenerationRequest` goes in fully resolved: tokens, sampler parameters, limits.  The
+engine checks only what only it knows (slot ids, whether the prompt fits, the system prompt).
+A :class:`~llamaserver.engine.RequestStream` yields zero or more :class:`TokenEvent` and then
+exactly one :class:`FinalEvent` (or raises an :class:`~llamaserver.engine.EngineError`).  The
+texts of the ``TokenEvent`` s, joined, equal ``FinalEvent.content``: the engine never sends
+text it may have to take back (a partial UTF-8 sequence, the beginning of a stop string).
+Nothing here is in any response's shape: each endpoint formats its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llama_ffi import SamplerParams, TokenProbs
 
 if TYPE_CHECKING:
-    from llama_ffi import SamplerParams
+    from llama_ffi import Vocab
 
-__all__ = ["GenerationRequest", "TokenEvent", "FinalEvent"]
+__all__ = ["SystemPrompt", "GenerationRequest", "TokenProbs", "TokenEvent", "Timings",
+           "FinalEvent", "Embedding", "SlotInfo", "LoraInfo", "SlotSaved", "SlotRestored",
+           "SlotErased"]
 
 
-@dataclass
-class GenerationRequest:
-    """One /completion-style request, already validated for types by the HTTP layer.
+@dataclass(frozen=True, slots=True)
+class SystemPrompt:
+    """The prompt every slot starts with (the seed's shared system prompt), tokenized.
 
-    ``prompt`` is a string, a list of token ids, or a mix of both (strings are tokenized in
-    place; only a leading string gets BOS).  ``n_predict == -1`` means the server's default
-    (``--n-predict``), and when that is -1 too: until end of generation or the slot's context
-    is full.  ``system_prompt`` (when not None) replaces the server-wide system prompt that
-    every slot starts with; the change waits until the running requests finish.  ``lora``
-    gives a scale per loaded adapter id (those left out get 0), as llama-server's ``lora``.
+    ``user_name`` and ``assistant_name`` are only reported back (the seed's ``/props``).
     """
 
-    prompt: str | list[int | str]
-    sampling: SamplerParams
+    text: str = ""
+    tokens: tuple[int, ...] = ()
+    user_name: str = ""
+    assistant_name: str = ""
+
+    @classmethod
+    def from_text(cls, vocab: Vocab, text: str, user_name: str = "",
+                  assistant_name: str = "") -> SystemPrompt:
+        """Tokenized as the seed did: BOS first, special tokens parsed."""
+        tokens = vocab.tokenize(text, add_special=True, parse_special=True) if text else []
+        return cls(text, tuple(tokens), user_name, assistant_name)
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One generation, resolved: nothing in it needs the request's JSON any more.
+
+    ``tokens`` are the request's own prompt (valid ids; the system prompt is not in them).
+    ``bos_added`` says ``tokens[0]`` is a BOS the tokenizer added: it is dropped when a system
+    prompt (which starts with its own BOS) comes first.  ``n_predict`` is the final limit (-1:
+    until end of generation or the slot's context is full).  ``n_keep`` counts prompt tokens
+    kept by a context shift (-1: all).  ``system_prompt`` (when not None) replaces the shared
+    one; the change waits until the running requests finish.  ``lora`` gives a scale per
+    adapter id (others get 0; None: the server-wide scales).  With ``truncate`` a prompt too
+    long for a slot is cut as the seed did; without, it is a ``PromptTooLong`` error.
+    """
+
+    tokens: list[int]
+    sampling: SamplerParams = field(default_factory=SamplerParams)
     n_predict: int = -1
     n_keep: int = 0
-    stop: list[str] = field(default_factory=list)
+    stop: tuple[str, ...] = ()
     cache_prompt: bool = True
     id_slot: int = -1
-    n_probs: int = 0
-    ignore_eos: bool = False
-    add_special: bool = True
-    parse_special: bool = True
-    system_prompt: str | None = None
+    bos_added: bool = False
+    system_prompt: SystemPrompt | None = None
     t_max_predict_ms: int = 0
-    embedding: bool = False
-    lora: dict[int, float] | None = None  # adapter id -> scale; None: the server's current scales
+    lora: Mapping[int, float] | None = None
+    truncate: bool = True
+    prompt_text: str = ""
 
 
 @dataclass(slots=True)
 class TokenEvent:
     """Text that is safe to send, with the tokens that produced it.
 
-    ``probs`` (only when the request asked for ``n_probs``) has one entry per token, in the
-    seed's ``completion_probabilities`` shape: ``{"content", "probs": [{"tok_str", "prob"}]}``.
+    ``probs`` (only when the request's sampler asks for ``n_probs``) has one entry per token:
+    the token id, its probability, and the top candidates as (id, probability) pairs.
     """
 
     text: str
     tokens: list[int]
-    probs: list[dict[str, Any]] | None = None
+    probs: list[TokenProbs] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Raw counts and durations of one request; rates are derived where they are shown."""
+
+    prompt_n: int = 0        # prompt tokens evaluated
+    prompt_ms: float = 0.0
+    predicted_n: int = 0     # tokens generated
+    predicted_ms: float = 0.0
+    cache_n: int = 0         # prompt tokens reused from the slot's cache
 
 
 @dataclass(slots=True)
 class FinalEvent:
-    """The end of a request: everything a non-streaming /completion answer needs."""
+    """The end of a request: its whole text, counts, why it stopped, and timings.
+
+    ``tokens_evaluated`` counts the request's own prompt tokens (after truncation);
+    ``tokens_cached`` the prompt tokens found in the slot (``n_past`` after reuse, the shared
+    system prompt included).
+    """
 
     content: str
     tokens: list[int]
@@ -75,7 +118,65 @@ class FinalEvent:
     stopped_limit: bool
     stopped_word: bool
     stopping_word: str
-    timings: dict[str, float]
-    generation_settings: dict[str, Any]
-    prompt: str
-    embedding: list[float] | None = None
+    timings: Timings
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """One input's embedding: a pooled vector, or one vector per token (pooling "none")."""
+
+    vectors: list[list[float]]
+    n_tokens: int
+    pooled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    """A slot as it is now; ``request`` is the one it serves (None when idle)."""
+
+    id: int
+    is_processing: bool
+    id_task: int
+    request: GenerationRequest | None
+    lora: tuple[float, ...]   # the adapter scales it runs with
+    n_ctx: int
+    n_cached_tokens: int
+    n_decoded: int
+    n_remain: int
+    stopped_eos: bool
+    stopped_limit: bool
+    stopped_word: bool
+    stopping_word: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoraInfo:
+    """A loaded LoRA adapter and its server-wide scale."""
+
+    id: int
+    path: str
+    scale: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSaved:
+    id_slot: int
+    filename: str
+    n_saved: int
+    n_written: int
+    save_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRestored:
+    id_slot: int
+    filename: str
+    n_restored: int
+    n_read: int
+    restore_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlotErased:
+    id_slot: int
+    n_erased: int

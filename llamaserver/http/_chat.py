@@ -6,21 +6,21 @@ off the event loop, then generated like any prompt.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import Field
 from quart import Blueprint, Response, request
 
-from ..engine import Engine, FinalEvent, TokenEvent
+from ..engine import Engine, FinalEvent, PreparedRequest, TokenEvent
 from .._json_grammar import JSON_GRAMMAR
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
+from ._llama_shapes import Pieces, timings
 from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, finish_reason, new_id, now,
                       stream_choices, usage)
-from ._options import effective_seed, resolve_grammar, to_generation_request
+from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
 from ._tools import ToolPlan, messages_for_tools, plan_tools
 
@@ -100,13 +100,13 @@ def _strip_bos(engine: Engine, prompt: str) -> str:
 def _response_format_grammar(opts: ChatRequest) -> str | None:
     fmt = opts.response_format
     if not fmt:
-        return resolve_grammar(opts)
+        return grammar_of(opts)
     kind = fmt.get("type")
     if kind == "text":
-        return resolve_grammar(opts)
+        return grammar_of(opts)
     if kind == "json_object":
         schema = fmt.get("schema")
-        return resolve_grammar(opts, schema) if schema is not None else JSON_GRAMMAR
+        return grammar_of(opts, schema) if schema is not None else JSON_GRAMMAR
     if kind == "json_schema":
         spec = fmt.get("json_schema") or {}
         schema = spec.get("schema") if isinstance(spec, dict) else None
@@ -114,8 +114,26 @@ def _response_format_grammar(opts: ChatRequest) -> str | None:
             schema = fmt.get("schema")
         if schema is None:
             raise invalid("'response_format' of type json_schema needs a 'schema'")
-        return resolve_grammar(opts, schema)
+        return grammar_of(opts, schema)
     raise invalid("'response_format.type' must be 'text', 'json_object' or 'json_schema'")
+
+
+def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest
+                 ) -> tuple[list[PreparedRequest], ToolPlan | None]:
+    """Tools, grammar, template and sampler chains of a chat request: the blocking part."""
+    plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
+    if plan is not None:
+        if opts.response_format or opts.grammar or opts.json_schema:
+            raise invalid("tools cannot be combined with 'response_format', 'grammar' or "
+                          "'json_schema'")
+        grammar = plan.grammar
+    else:
+        grammar = _response_format_grammar(opts)
+    rendered = render_chat(engine, opts.messages, plan=plan,
+                           add_generation_prompt=opts.add_generation_prompt,
+                           kwargs=opts.chat_template_kwargs)
+    prompt = _strip_bos(engine, rendered)
+    return resolve_choices(engine, ctx.settings, opts, [prompt], opts.n, grammar=grammar), plan
 
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
@@ -126,41 +144,23 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             opts.max_tokens = opts.max_completion_tokens
         if opts.logprobs and not opts.n_probs:
             opts.n_probs = max(opts.top_logprobs or 0, 1)
-        plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
-        if plan is not None:
-            if opts.response_format or opts.grammar or opts.json_schema:
-                raise invalid("tools cannot be combined with 'response_format', 'grammar' or "
-                              "'json_schema'")
-            grammar = plan.grammar
-        else:
-            grammar = _response_format_grammar(opts)
-        rendered = await ctx.run_blocking(functools.partial(
-            render_chat, engine, opts.messages, plan=plan,
-            add_generation_prompt=opts.add_generation_prompt,
-            kwargs=opts.chat_template_kwargs))
-        prompt = _strip_bos(engine, rendered)
-        base_seed = effective_seed(opts, ctx.settings)
-        requests = []
-        for j in range(opts.n):
-            seed = base_seed if base_seed == 0xFFFFFFFF else (base_seed + j) & 0xFFFFFFFF
-            requests.append(to_generation_request(opts, engine, ctx.settings, prompt,
-                                                  grammar=grammar,
-                                                  seed=seed))
-        sources = await open_all(ctx, requests)
+        prepared, plan = await ctx.run_blocking(prepare_chat, ctx, engine, opts)
+        sources = await open_all(ctx, prepared)
         head = {"id": new_id("chatcmpl"), "created": now(),
                 "model": opts.model or ctx.model_id, "system_fingerprint": ctx.fingerprint}
         if opts.stream:
-            return sse_response(_stream(sources, head, opts, plan))
+            return sse_response(_stream(ctx.pieces, sources, head, opts, plan))
         outcomes = await drain_all(sources)
         choices = []
         for index, outcome in enumerate(outcomes):
             message, finish = _message(outcome.final, plan)
-            choices.append({"index": index, "message": message,
-                            "logprobs": chat_logprobs(outcome.probs) if opts.logprobs else None,
+            logprobs = chat_logprobs(ctx.pieces, outcome.probs) if opts.logprobs else None
+            choices.append({"index": index, "message": message, "logprobs": logprobs,
                             "finish_reason": finish})
         finals = [o.final for o in outcomes]
         return json_response({**head, "object": "chat.completion", "choices": choices,
-                              "usage": usage(finals, opts.n), "timings": finals[0].timings})
+                              "usage": usage(finals, opts.n),
+                              "timings": timings(finals[0].timings)})
 
     bp.add_url_rule("/v1/chat/completions", "v1_chat_completions", chat_completions,
                     methods=["POST"])
@@ -171,12 +171,14 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     async def apply_template() -> Response:
         opts = validate(TemplateRequest, await read_json_object(request))
         engine = ctx.ready_engine()
-        plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
-        rendered = await ctx.run_blocking(functools.partial(
-            render_chat, engine, opts.messages, plan=plan,
-            add_generation_prompt=opts.add_generation_prompt,
-            kwargs=opts.chat_template_kwargs))
-        return json_response({"prompt": rendered})
+
+        def render() -> str:
+            plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
+            return render_chat(engine, opts.messages, plan=plan,
+                               add_generation_prompt=opts.add_generation_prompt,
+                               kwargs=opts.chat_template_kwargs)
+
+        return json_response({"prompt": await ctx.run_blocking(render)})
 
 
 def _message(final: FinalEvent, plan: ToolPlan | None) -> tuple[dict[str, Any], str]:
@@ -189,7 +191,7 @@ def _message(final: FinalEvent, plan: ToolPlan | None) -> tuple[dict[str, Any], 
     return {"role": "assistant", "content": content}, finish_reason(final)
 
 
-def _stream(sources: list[Any], head: dict[str, Any], opts: ChatRequest,
+def _stream(pieces: Pieces, sources: list[Any], head: dict[str, Any], opts: ChatRequest,
             plan: ToolPlan | None) -> AsyncIterator[bytes]:
     def choice(index: int, event: TokenEvent | FinalEvent) -> ChoiceChunks:
         if plan is not None:
@@ -207,7 +209,7 @@ def _stream(sources: list[Any], head: dict[str, Any], opts: ChatRequest,
         if isinstance(event, FinalEvent):
             return {"index": index, "delta": {}, "logprobs": None,
                     "finish_reason": finish_reason(event)}
-        logprobs = chat_logprobs(event.probs or []) if opts.logprobs else None
+        logprobs = chat_logprobs(pieces, event.probs or []) if opts.logprobs else None
         return {"index": index, "delta": {"content": event.text}, "logprobs": logprobs,
                 "finish_reason": None}
 

@@ -14,7 +14,9 @@ from ..engine import FinalEvent, TokenEvent
 from ._body import JsonInt, read_json_object, validate
 from ._context import ApiContext, dumps, json_response
 from ._errors import invalid, not_supported
-from ._options import GenerationOptions, resolve_grammar, to_generation_request
+from ._llama_shapes import probability_entry, timings
+from ._options import GenerationOptions
+from ._resolve import grammar_of, resolve
 from ._streaming import EventSource, Outcome, sse_error, sse_event, sse_response
 
 
@@ -43,10 +45,11 @@ def stop_type(final: FinalEvent) -> str:
     return "none"
 
 
-def final_payload(ctx: ApiContext, outcome: Outcome, opts: GenerationOptions, *,
-                  streamed: bool) -> dict[str, Any]:
+def final_payload(ctx: ApiContext, source: EventSource, outcome: Outcome,
+                  opts: GenerationOptions, *, streamed: bool) -> dict[str, Any]:
     """The seed's result object (in a stream: the last event, whose content was sent)."""
     final = outcome.final
+    prepared = source.prepared
     payload: dict[str, Any] = {
         "content": "" if streamed else final.content,
         "id_slot": final.id_slot,
@@ -54,8 +57,9 @@ def final_payload(ctx: ApiContext, outcome: Outcome, opts: GenerationOptions, *,
         "model": ctx.model_id,
         "tokens_predicted": final.tokens_predicted,
         "tokens_evaluated": final.tokens_evaluated,
-        "generation_settings": {**final.generation_settings, "stream": opts.stream},
-        "prompt": final.prompt,
+        "generation_settings": ctx.generation_settings(prepared.request, prepared.lora,
+                                                       stream=opts.stream),
+        "prompt": prepared.request.prompt_text,
         "truncated": final.truncated,
         "stopped_eos": final.stopped_eos,
         "stopped_word": final.stopped_word,
@@ -63,26 +67,31 @@ def final_payload(ctx: ApiContext, outcome: Outcome, opts: GenerationOptions, *,
         "stopping_word": final.stopping_word,
         "stop_type": stop_type(final),
         "tokens_cached": final.tokens_cached,
-        "timings": final.timings,
+        "timings": timings(final.timings),
         "index": 0,
         "tokens": list(final.tokens) if (opts.return_tokens and not streamed) else [],
     }
     if (opts.n_probs or 0) > 0:
-        payload["completion_probabilities"] = [] if streamed else outcome.probs
+        pieces = ctx.pieces
+        payload["completion_probabilities"] = [] if streamed else [
+            probability_entry(pieces, p) for p in outcome.probs]
     return payload
 
 
-def partial_payload(event: TokenEvent, opts: GenerationOptions) -> dict[str, Any]:
+def partial_payload(ctx: ApiContext, event: TokenEvent, opts: GenerationOptions
+                    ) -> dict[str, Any]:
     payload: dict[str, Any] = {"content": event.text, "stop": False, "index": 0,
                                "tokens": list(event.tokens)}
     if (opts.n_probs or 0) > 0:
-        payload["completion_probabilities"] = event.probs or []
+        pieces = ctx.pieces
+        payload["completion_probabilities"] = [probability_entry(pieces, p)
+                                               for p in event.probs or []]
     return payload
 
 
 async def respond(ctx: ApiContext, source: EventSource, opts: GenerationOptions) -> Response:
     if not opts.stream:
-        payload = final_payload(ctx, await source.drain(), opts, streamed=False)
+        payload = final_payload(ctx, source, await source.drain(), opts, streamed=False)
         if ctx.settings.verbose:
             _log.info("/completion response: %s", dumps(payload))
         return json_response(payload)
@@ -94,9 +103,9 @@ async def _stream(ctx: ApiContext, source: EventSource, opts: GenerationOptions
     try:
         async for event in source.events():
             if isinstance(event, FinalEvent):
-                yield sse_event(final_payload(ctx, Outcome(event), opts, streamed=True))
+                yield sse_event(final_payload(ctx, source, Outcome(event), opts, streamed=True))
             elif event.text or event.probs:
-                yield sse_event(partial_payload(event, opts))
+                yield sse_event(partial_payload(ctx, event, opts))
     except Exception as exc:
         yield sse_error(exc)
     finally:
@@ -145,9 +154,9 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             _log.info("/completion request: %s", dumps(data))
         opts = validate(CompletionRequest, data)
         engine = ctx.ready_engine()
-        gen = to_generation_request(opts, engine, ctx.settings, opts.prompt,
-                                    grammar=resolve_grammar(opts))
-        return await respond(ctx, await EventSource.open(ctx, gen), opts)
+        prepared = await ctx.run_blocking(lambda: resolve(
+            engine, ctx.settings, opts, opts.prompt, grammar=grammar_of(opts)))
+        return await respond(ctx, await EventSource.open(ctx, prepared), opts)
 
     bp.add_url_rule("/completion", "completion", completion, methods=["POST"])
     bp.add_url_rule("/completions", "completions", completion, methods=["POST"])
@@ -157,6 +166,6 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         opts = validate(InfillRequest, await read_json_object(request))
         engine = ctx.ready_engine()
         prompt = infill_prompt(engine.vocab, opts, ctx.settings.spm_infill)
-        gen = to_generation_request(opts, engine, ctx.settings, prompt, add_special=False,
-                                    grammar=resolve_grammar(opts))
-        return await respond(ctx, await EventSource.open(ctx, gen), opts)
+        prepared = await ctx.run_blocking(lambda: resolve(
+            engine, ctx.settings, opts, prompt, add_special=False, grammar=grammar_of(opts)))
+        return await respond(ctx, await EventSource.open(ctx, prepared), opts)

@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry
 from quart import Response
 
-from ..engine import Engine
+from ..engine import Engine, GenerationRequest
 from ..settings import ServerSettings
 from ._errors import ApiError
+from ._llama_shapes import Pieces, generation_settings
 from ._metrics import EngineCollector
 
 T = TypeVar("T")
@@ -40,6 +41,7 @@ class ApiContext:
         self.registry.register(EngineCollector(self))
         self.build_info, self.fingerprint = _build_info()
         self._api_keys = [key.encode("utf-8") for key in settings.all_api_keys()]
+        self._pieces: tuple[Engine, Pieces] | None = None
 
     # ---- engine ------------------------------------------------------------------------
     @property
@@ -60,6 +62,29 @@ class ApiContext:
         if state == "error":
             raise ApiError(500, "Model failed to load", "server_error")
         raise ApiError(503, "Loading model", "unavailable_error", retry_after=1)
+
+    @property
+    def pieces(self) -> Pieces:
+        """Token texts of the ready engine's vocabulary (cached for the engine's life)."""
+        engine = self.ready_engine()
+        if self._pieces is None or self._pieces[0] is not engine:
+            self._pieces = (engine, Pieces(engine.vocab))
+        return self._pieces[1]
+
+    def generation_settings(self, req: GenerationRequest, lora: tuple[float, ...], *,
+                            stream: bool = False) -> dict[str, Any]:
+        return generation_settings(req, lora, n_ctx=self.ready_engine().n_ctx_slot,
+                                   model=self.model_id, stream=stream)
+
+    def default_generation_settings(self) -> dict[str, Any]:
+        """What a request that sets nothing gets (``/props``, idle ``/slots``)."""
+        from llama_ffi import SamplerParams
+
+        s = self.settings
+        default = GenerationRequest(tokens=[], sampling=SamplerParams(), n_predict=s.n_predict,
+                                    n_keep=s.n_keep)
+        scales = tuple(info.scale for info in self.ready_engine().lora_adapters())
+        return self.generation_settings(default, scales)
 
     @property
     def model_id(self) -> str:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import math
 import struct
 from typing import Any, Literal
 
 from pydantic import Field
 from quart import Blueprint, Response, request
 
-from llama_ffi import SamplerParams
+from llama_ffi import InvalidTokenError, normalize_embedding
 
-from ..engine import Engine, GenerationRequest
+from ..engine import Engine
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
-from ._options import check_prompt_tokens
-from ._streaming import drain_all, open_all
 
 
 class EmbeddingRequest(ApiModel):
@@ -36,21 +34,6 @@ class OpenAIEmbeddingRequest(ApiModel):
     dimensions: JsonInt | None = Field(None, ge=1)
     user: str | None = None
     embd_normalize: JsonInt = Field(2, ge=-1, le=64)
-
-
-def normalize(vector: list[float], kind: int) -> list[float]:
-    """-1 none, 0 max-absolute (to the int16 range), 1 taxicab, 2 euclidean, >2 p-norm."""
-    if kind < 0 or not vector:
-        return vector
-    if kind == 0:
-        norm = max(abs(v) for v in vector) / 32760.0
-    elif kind == 1:
-        norm = sum(abs(v) for v in vector)
-    elif kind == 2:
-        norm = math.sqrt(sum(v * v for v in vector))
-    else:
-        norm = sum(abs(v) ** kind for v in vector) ** (1.0 / kind)
-    return [v / norm for v in vector] if norm > 0 else vector
 
 
 def split_inputs(value: str | list[Any]) -> list[str | list[Any]]:
@@ -74,27 +57,29 @@ def split_inputs(value: str | list[Any]) -> list[str | list[Any]]:
     return items
 
 
+def _tokenize(engine: Engine, inputs: list[str | list[Any]]) -> list[list[int]]:
+    out = []
+    for item in inputs:
+        try:
+            tokens, _ = engine.vocab.tokenize_prompt(item, add_special=True, parse_special=True)
+        except InvalidTokenError as exc:
+            raise invalid(f"Invalid token in 'input': {exc}") from None
+        out.append(tokens)
+    return out
+
+
 async def embed(ctx: ApiContext, inputs: list[str | list[Any]], kind: int
-                ) -> list[tuple[list[float], int]]:
-    """(normalized embedding, prompt tokens) per input."""
+                ) -> list[tuple[list[list[float]], int]]:
+    """(vectors, prompt tokens) per input: one normalized vector when the server pools, else
+    one per token (pooling "none", as they come)."""
     if not ctx.settings.embedding:
         raise not_supported("This server does not support embeddings. Start it with "
                             "`--embeddings`")
     engine: Engine = ctx.ready_engine()
-    requests = []
-    for item in inputs:
-        check_prompt_tokens(engine, item)
-        requests.append(GenerationRequest(prompt=item, sampling=SamplerParams(), n_predict=0,
-                                          embedding=True))
-    outcomes = await drain_all(await open_all(ctx, requests))
-    results = []
-    for outcome in outcomes:
-        vector = outcome.final.embedding
-        if vector is None:
-            raise not_supported("The model produced no pooled embedding (pooling 'none' is "
-                                "not supported by this endpoint)")
-        results.append((normalize(list(vector), kind), outcome.final.tokens_evaluated))
-    return results
+    token_lists = await ctx.run_blocking(_tokenize, engine, inputs)
+    results = await asyncio.gather(*(engine.embed(tokens) for tokens in token_lists))
+    return [([normalize_embedding(r.vectors[0], kind)] if r.pooled else r.vectors, r.n_tokens)
+            for r in results]
 
 
 def _base64(vector: list[float]) -> str:
@@ -110,12 +95,14 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         value = req.content if req.content is not None else req.input
         if value is None:
             raise invalid("'content' is required")
-        inputs = split_inputs(value)
-        results = await embed(ctx, inputs, req.embd_normalize)
+        results = await embed(ctx, split_inputs(value), req.embd_normalize)
+        if ctx.ready_engine().embedding_pooled is False:  # upstream's per-token shape
+            return json_response([{"index": i, "embedding": vectors}
+                                  for i, (vectors, _) in enumerate(results)])
         if len(results) == 1:
-            return json_response({"embedding": results[0][0]})
-        return json_response([{"index": i, "embedding": vec}
-                              for i, (vec, _) in enumerate(results)])
+            return json_response({"embedding": results[0][0][0]})
+        return json_response([{"index": i, "embedding": vectors[0]}
+                              for i, (vectors, _) in enumerate(results)])
 
     @bp.post("/embeddings")
     async def embeddings() -> Response:
@@ -124,17 +111,22 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if value is None:
             raise invalid("'input' is required")
         results = await embed(ctx, split_inputs(value), req.embd_normalize)
-        return json_response([{"index": i, "embedding": [vec]}
-                              for i, (vec, _) in enumerate(results)])
+        return json_response([{"index": i, "embedding": vectors}
+                              for i, (vectors, _) in enumerate(results)])
 
     @bp.post("/v1/embeddings")
     async def v1_embeddings() -> Response:
         req = validate(OpenAIEmbeddingRequest, await read_json_object(request))
+        if ctx.settings.embedding and ctx.ready_engine().embedding_pooled is False:
+            raise invalid("This server runs with --pooling none, which gives one vector per "
+                          "token; OpenAI's embeddings need one per input. Use /embedding, or "
+                          "start the server with another --pooling")
         results = await embed(ctx, split_inputs(req.input), req.embd_normalize)
         data = []
-        for i, (vec, _) in enumerate(results):
+        for i, (vectors, _) in enumerate(results):
+            vec = vectors[0]
             if req.dimensions is not None:
-                vec = normalize(vec[:req.dimensions], req.embd_normalize)
+                vec = normalize_embedding(vec[:req.dimensions], req.embd_normalize)
             data.append({"object": "embedding", "index": i,
                          "embedding": _base64(vec) if req.encoding_format == "base64"
                          else vec})

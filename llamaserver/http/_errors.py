@@ -4,8 +4,9 @@ Every error leaves the server as ``{"error": {"code", "message", "type"}}`` (lla
 OpenAI's shape)::
 
     ApiError (this module)         raised by the HTTP layer itself, carries status and type
-    engine.EngineError             .status / .type chosen by the engine (InvalidRequest 400,
-                                   Overloaded 503 + Retry-After, NotReady 503, Unsupported 501)
+    engine.EngineError             by its kind, in _ENGINE_KINDS below (InvalidRequest 400,
+                                   PromptTooLong 400 exceed_context_size_error, Overloaded 503
+                                   + Retry-After, NotReady 503, Unsupported 501, else 500)
     llama_ffi.InvalidTokenError    400  (bad token ids reach the library as a request's fault)
     llama_ffi.GrammarError         400
     llama_ffi.TemplateError        400
@@ -25,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from llama_ffi import GrammarError, InvalidTokenError, TemplateError
 
-from ..engine import EngineError
+from ..engine import EngineError, ErrorKind, Overloaded, PromptTooLong
 
 _log = logging.getLogger("llamaserver.http")
 
@@ -45,20 +46,36 @@ _TYPES = {
 }
 
 
+# The one table from the engine's error kinds to answers: (status, error type).
+_ENGINE_KINDS = {
+    ErrorKind.INVALID: (400, "invalid_request_error"),
+    ErrorKind.TOO_LONG: (400, "exceed_context_size_error"),
+    ErrorKind.OVERLOADED: (503, "unavailable_error"),
+    ErrorKind.UNAVAILABLE: (503, "unavailable_error"),
+    ErrorKind.UNSUPPORTED: (501, "not_supported_error"),
+    ErrorKind.INTERNAL: (500, "server_error"),
+}
+
+
 class ApiError(Exception):
-    """An error answer: HTTP status, message, error type (and Retry-After for 503)."""
+    """An error answer: HTTP status, message, error type (and Retry-After for 503).
+
+    ``extra`` fields go into the error object beside code, message and type.
+    """
 
     def __init__(self, status: int, message: str, type: str | None = None, *,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type or _TYPES.get(status, "server_error" if status >= 500
                                        else "invalid_request_error")
         self.retry_after = retry_after
+        self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.status, "message": self.message, "type": self.type}}
+        return {"error": {"code": self.status, "message": self.message, "type": self.type,
+                          **self.extra}}
 
 
 def invalid(message: str) -> ApiError:
@@ -74,12 +91,13 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, EngineError):
-        status = int(getattr(exc, "status", 500))
-        retry = getattr(exc, "retry_after", None)
-        if status == 503 and retry is None:
-            retry = 1.0
-        return ApiError(status, str(exc) or exc.__class__.__name__,
-                        getattr(exc, "type", None), retry_after=retry)
+        status, kind = _ENGINE_KINDS[exc.kind]
+        retry = exc.retry_after if isinstance(exc, Overloaded) else (
+            1.0 if status == 503 else None)
+        extra = ({"n_prompt_tokens": exc.n_prompt_tokens, "n_ctx": exc.n_ctx}
+                 if isinstance(exc, PromptTooLong) else None)
+        return ApiError(status, exc.message or exc.__class__.__name__, kind,
+                        retry_after=retry, extra=extra)
     if isinstance(exc, (InvalidTokenError, GrammarError, TemplateError)):
         return ApiError(400, str(exc), "invalid_request_error")
     if isinstance(exc, HTTPException):

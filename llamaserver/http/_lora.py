@@ -27,7 +27,8 @@ def scales_by_id(entries: list[LoraScale]) -> dict[int, float]:
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     @bp.get("/lora-adapters")
     async def lora_adapters_view() -> Response:
-        return json_response(ctx.ready_engine().lora_adapters())
+        return json_response([{"id": a.id, "path": a.path, "scale": a.scale}
+                              for a in ctx.ready_engine().lora_adapters()])
 
     @bp.post("/lora-adapters")
     async def set_lora_adapters_view() -> Response:
@@ -38,5 +39,5 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             entries = _SCALES.validate_python(body)
         except ValidationError as exc:
             raise invalid(describe_validation_error(exc)) from None
-        ctx.ready_engine().set_lora_adapters(scales_by_id(entries))
+        ctx.ready_engine().set_lora_scales(scales_by_id(entries))
         return json_response({"success": True})

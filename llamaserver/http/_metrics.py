@@ -19,51 +19,43 @@ from ._errors import not_supported
 if TYPE_CHECKING:
     from ._context import ApiContext
 
-# (name without the "llamacpp:" prefix, kind, help, keys tried in engine.metrics())
+# (name without the "llamacpp:" prefix, kind, help, EngineMetrics field)
 _METRICS = [
     ("prompt_tokens", "counter", "Number of prompt tokens processed.",
-     ("prompt_tokens_total", "n_prompt_tokens_processed_total")),
+     "prompt_tokens_total"),
     ("prompt_seconds", "counter", "Prompt process time.",
-     ("prompt_seconds_total", "t_prompt_processing_total")),
+     "prompt_seconds_total"),
     ("tokens_predicted", "counter", "Number of generation tokens processed.",
-     ("tokens_predicted_total", "n_tokens_predicted_total")),
+     "tokens_predicted_total"),
     ("tokens_predicted_seconds", "counter", "Predict process time.",
-     ("tokens_predicted_seconds_total", "t_tokens_generation_total")),
+     "tokens_predicted_seconds_total"),
     ("n_decode", "counter", "Number of llama_decode() calls.",
-     ("n_decode_total",)),
+     "n_decode_total"),
     ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s.",
-     ("prompt_tokens_seconds",)),
+     "prompt_tokens_seconds"),
     ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s.",
-     ("predicted_tokens_seconds",)),
+     "predicted_tokens_seconds"),
     ("kv_cache_usage_ratio", "gauge", "KV-cache usage. 1 means 100 percent usage.",
-     ("kv_cache_usage_ratio",)),
-    ("kv_cache_tokens", "gauge", "KV-cache tokens.", ("kv_cache_tokens",)),
+     "kv_cache_usage_ratio"),
+    ("kv_cache_tokens", "gauge", "KV-cache tokens.", "kv_cache_tokens"),
     ("requests_processing", "gauge", "Number of requests processing.",
-     ("requests_processing",)),
-    ("requests_deferred", "gauge", "Number of requests deferred.", ("requests_deferred",)),
+     "requests_processing"),
+    ("requests_deferred", "gauge", "Number of requests deferred.", "requests_deferred"),
     ("n_busy_slots_per_decode", "gauge", "Average number of busy slots per llama_decode() "
-     "call.", ("n_busy_slots_per_decode",)),
+     "call.", "n_busy_slots_per_decode"),
     # the engine's own accounting: what a step costs in Python beside the decode
-    ("engine_steps", "counter", "Engine steps (one batch decode each).", ("steps_total",)),
+    ("engine_steps", "counter", "Engine steps (one batch decode each).", "steps_total"),
     ("engine_step_seconds", "counter", "Wall time of engine steps, decode included.",
-     ("step_seconds_total",)),
+     "step_seconds_total"),
     ("engine_decode_seconds", "counter", "Time of engine steps spent inside llama_decode().",
-     ("decode_seconds_total",)),
+     "decode_seconds_total"),
     ("engine_gen_step_seconds", "counter", "Wall time of generation-only steps (no prompt "
-     "chunk), decode included.", ("gen_step_seconds_total",)),
+     "chunk), decode included.", "gen_step_seconds_total"),
     ("engine_gen_decode_seconds", "counter", "Time of generation-only steps spent inside "
-     "llama_decode().", ("gen_decode_seconds_total",)),
+     "llama_decode().", "gen_decode_seconds_total"),
     ("engine_gen_sample_seconds", "counter", "Time of generation-only steps spent in "
-     "libllama's sampler chains.", ("gen_sample_seconds_total",)),
+     "libllama's sampler chains.", "gen_sample_seconds_total"),
 ]
-
-
-def _value(values: dict[str, Any], keys: tuple[str, ...]) -> float:
-    for key in keys:
-        value = values.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return 0.0
 
 
 class EngineCollector(Collector):
@@ -72,15 +64,14 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         engine = self._ctx.engine
-        values: dict[str, Any] = engine.metrics() if (
-            engine is not None and self._ctx.state == "ready") else {}
-        for name, kind, doc, keys in _METRICS:
+        values = engine.metrics() if (engine is not None and self._ctx.state == "ready") else None
+        for name, kind, doc, field in _METRICS:
             family: Any
             if kind == "counter":
                 family = CounterMetricFamily(f"llamacpp:{name}", doc)
             else:
                 family = GaugeMetricFamily(f"llamacpp:{name}", doc)
-            family.add_metric([], _value(values, keys))
+            family.add_metric([], float(getattr(values, field)) if values is not None else 0.0)
             yield family
 
 

@@ -12,9 +12,10 @@ from ..engine import Engine, FinalEvent, TokenEvent
 from ._body import JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
+from ._llama_shapes import Pieces, timings
 from ._openai import (OpenAIOptions, finish_reason, new_id, now, stream_choices,
                       text_logprobs, usage)
-from ._options import effective_seed, resolve_grammar, to_generation_request
+from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
 
 
@@ -68,45 +69,40 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if opts.logprobs and not opts.n_probs:
             opts.n_probs = opts.logprobs
         prompts = split_prompts(opts.prompt)
-        grammar = resolve_grammar(opts)
-        base_seed = effective_seed(opts, ctx.settings)
-        requests = []
-        for prompt in prompts:
-            for j in range(opts.n):
-                seed = base_seed if base_seed == 0xFFFFFFFF else (base_seed + j) & 0xFFFFFFFF
-                requests.append(to_generation_request(opts, engine, ctx.settings, prompt,
-                                                      grammar=grammar, seed=seed))
+        prepared = await ctx.run_blocking(lambda: resolve_choices(
+            engine, ctx.settings, opts, prompts, opts.n, grammar=grammar_of(opts)))
         echoes = [_prompt_text(engine, p) if opts.echo else "" for p in prompts
                   for _ in range(opts.n)]
-        sources = await open_all(ctx, requests)
+        sources = await open_all(ctx, prepared)
         cid, created = new_id("cmpl"), now()
         model = opts.model or ctx.model_id
         head = {"id": cid, "object": "text_completion", "created": created, "model": model,
                 "system_fingerprint": ctx.fingerprint}
+        pieces = ctx.pieces
         if opts.stream:
-            return sse_response(_stream(sources, head, echoes, opts))
+            return sse_response(_stream(pieces, sources, head, echoes, opts))
         outcomes = await drain_all(sources)
         choices = []
         for index, outcome in enumerate(outcomes):
             choices.append({
                 "text": echoes[index] + outcome.final.content,
                 "index": index,
-                "logprobs": text_logprobs(outcome.probs, len(echoes[index]))
+                "logprobs": text_logprobs(pieces, outcome.probs, len(echoes[index]))
                 if opts.logprobs else None,
                 "finish_reason": finish_reason(outcome.final),
             })
         finals = [o.final for o in outcomes]
         return json_response({**head, "choices": choices, "usage": usage(finals, opts.n),
-                              "timings": finals[0].timings})
+                              "timings": timings(finals[0].timings)})
 
 
-def _stream(sources: list[Any], head: dict[str, Any], echoes: list[str],
+def _stream(pieces: Pieces, sources: list[Any], head: dict[str, Any], echoes: list[str],
             opts: TextCompletionRequest) -> AsyncIterator[bytes]:
     def choice(index: int, event: TokenEvent | FinalEvent) -> dict[str, Any]:
         if isinstance(event, FinalEvent):
             return {"text": "", "index": index, "logprobs": None,
                     "finish_reason": finish_reason(event)}
-        logprobs = text_logprobs(event.probs or []) if opts.logprobs else None
+        logprobs = text_logprobs(pieces, event.probs or []) if opts.logprobs else None
         return {"text": event.text, "index": index, "logprobs": logprobs,
                 "finish_reason": None}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -10,8 +9,9 @@ from typing import Any
 
 from pydantic import Field
 
-from ..engine import FinalEvent, TokenEvent
+from ..engine import FinalEvent, TokenEvent, TokenProbs
 from ._body import JsonInt
+from ._llama_shapes import Pieces, logprob, timings
 from ._options import GenerationOptions
 from ._streaming import SSE_DONE, EventSource, merge_events, sse_error, sse_event
 
@@ -42,60 +42,43 @@ def usage(finals: list[FinalEvent], n: int = 1) -> dict[str, Any]:
     """Usage of choices ordered prompt by prompt, ``n`` per prompt (they share the prompt)."""
     prompt_tokens = sum(f.tokens_evaluated for f in finals[::max(n, 1)])
     completion = sum(f.tokens_predicted for f in finals)
-    cached = sum(f.tokens_cached for f in finals[::max(n, 1)])
+    cached = sum(f.timings.cache_n for f in finals[::max(n, 1)])
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
             "total_tokens": prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": cached}}
 
 
-def _logprob(prob: Any) -> float:
-    if not isinstance(prob, (int, float)) or prob <= 0:
-        return -math.inf  # serialized as null
-    return math.log(prob)
-
-
-def _chosen_logprob(entry: dict[str, Any]) -> float:
-    if isinstance(entry.get("logprob"), (int, float)):
-        return float(entry["logprob"])
-    if isinstance(entry.get("prob"), (int, float)):
-        return _logprob(entry["prob"])
-    for candidate in entry.get("probs") or []:
-        if candidate.get("tok_str") == entry.get("content"):
-            return _logprob(candidate.get("prob"))
-    return -math.inf
-
-
-def _utf8(text: str) -> list[int]:
-    return list(text.encode("utf-8", "surrogatepass"))
-
-
-def chat_logprobs(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The seed's completion_probabilities as OpenAI chat ``logprobs``."""
+def chat_logprobs(pieces: Pieces, entries: Sequence[TokenProbs]) -> dict[str, Any]:
+    """Per-token probabilities as OpenAI chat ``logprobs`` (candidates keep their own ids)."""
     content = []
     for entry in entries:
-        token = str(entry.get("content", ""))
         content.append({
-            "token": token,
-            "logprob": _chosen_logprob(entry),
-            "bytes": _utf8(token),
-            "top_logprobs": [
-                {"token": str(p.get("tok_str", "")), "logprob": _logprob(p.get("prob")),
-                 "bytes": _utf8(str(p.get("tok_str", "")))}
-                for p in entry.get("probs") or []
-            ],
+            "id": entry.token,
+            "token": pieces.text(entry.token),
+            "logprob": logprob(entry.prob),
+            "bytes": pieces.bytes(entry.token),
+            "top_logprobs": [{"id": tok, "token": pieces.text(tok), "logprob": logprob(p),
+                              "bytes": pieces.bytes(tok)} for tok, p in entry.top],
         })
     return {"content": content}
 
 
-def text_logprobs(entries: list[dict[str, Any]], offset: int = 0) -> dict[str, Any]:
-    """The seed's completion_probabilities as OpenAI text-completion ``logprobs``."""
+def text_logprobs(pieces: Pieces, entries: Sequence[TokenProbs], offset: int = 0
+                  ) -> dict[str, Any]:
+    """Per-token probabilities as OpenAI text-completion ``logprobs``.
+
+    That format keys ``top_logprobs`` by token text: of two candidates with the same text,
+    the more likely one is kept.
+    """
     tokens, token_logprobs, top, offsets = [], [], [], []
     for entry in entries:
-        token = str(entry.get("content", ""))
+        token = pieces.text(entry.token)
         tokens.append(token)
-        token_logprobs.append(_chosen_logprob(entry))
-        top.append({str(p.get("tok_str", "")): _logprob(p.get("prob"))
-                    for p in entry.get("probs") or []})
+        token_logprobs.append(logprob(entry.prob))
+        alternatives: dict[str, float] = {}
+        for tok, p in entry.top:  # most likely first
+            alternatives.setdefault(pieces.text(tok), logprob(p))
+        top.append(alternatives)
         offsets.append(offset)
         offset += len(token)
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top,
@@ -135,7 +118,7 @@ async def stream_choices(sources: Sequence[EventSource], head: dict[str, Any],
                 for k, part in enumerate(parts):
                     chunk = {**head, "choices": [part]}
                     if len(finals) == len(sources) and k == len(parts) - 1:
-                        chunk["timings"] = event.timings
+                        chunk["timings"] = timings(event.timings)
                     yield sse_event(chunk)
             elif event.text or event.probs:
                 for part in _as_list(choice(index, event)):

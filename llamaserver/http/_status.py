@@ -6,12 +6,12 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from ..engine import Engine
+from ..engine import Engine, SystemPrompt
 from ._body import ApiModel, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import ApiError, invalid, not_supported
-from ._options import SystemPrompt
-
+from ._llama_shapes import slot_entry
+from ._options import SystemPromptObject
 
 
 def _flag(name: str) -> bool:
@@ -21,14 +21,44 @@ def _flag(name: str) -> bool:
     return request.args.get(name, "").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _is_processing(slot: dict[str, Any]) -> bool:
-    if "is_processing" in slot:
-        return bool(slot["is_processing"])
-    return slot.get("state", 0) != 0
+def slot_entries(ctx: ApiContext) -> list[dict[str, Any]]:
+    """The seed's /slots list: each slot with its request's settings (the defaults if idle)."""
+    engine = ctx.ready_engine()
+    default = ctx.default_generation_settings()
+    return [slot_entry(info, default if info.request is None else
+                       ctx.generation_settings(info.request, info.lora))
+            for info in engine.slots()]
+
+
+def props(ctx: ApiContext) -> dict[str, Any]:
+    engine = ctx.ready_engine()
+    vocab = engine.vocab
+
+    def special(tok: int) -> str:
+        return vocab.token_to_piece(tok, special=True).decode("utf-8", "replace") if tok >= 0 else ""
+
+    system = engine.system_prompt
+    return {
+        "user_name": system.user_name,
+        "assistant_name": system.assistant_name,
+        "system_prompt": system.text,
+        "default_generation_settings": ctx.default_generation_settings(),
+        "total_slots": engine.n_slots,
+        "model_path": str(ctx.model_path or engine.model.path),
+        "chat_template": engine.chat_template.source,
+        "bos_token": special(vocab.bos),
+        "eos_token": special(vocab.eos),
+        "n_ctx": engine.n_ctx,
+        "n_ctx_slot": engine.n_ctx_slot,
+        "modalities": {"vision": False, "audio": False},
+        "build_info": ctx.build_info,
+        "model_alias": ctx.model_id,
+        "is_sleeping": False,
+    }
 
 
 class PropsUpdate(ApiModel):
-    system_prompt: str | SystemPrompt | None = None
+    system_prompt: str | SystemPromptObject | None = None
     anti_prompt: str | None = None
     user_name: str | None = None
     assistant_name: str | None = None
@@ -42,16 +72,9 @@ def model_meta(engine: Engine | None) -> dict[str, Any] | None:
     if engine is None or engine.state != "ready":
         return None
     model, vocab = engine.model, engine.vocab
-    return {"vocab_type": _int(getattr(vocab, "type", 0)), "n_vocab": vocab.n_tokens,
+    return {"vocab_type": vocab.type_id, "n_vocab": vocab.n_tokens,
             "n_ctx_train": model.n_ctx_train, "n_embd": model.n_embd,
             "n_params": model.n_params, "size": model.size}
-
-
-def _int(value: Any) -> Any:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return value
 
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
@@ -63,15 +86,14 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if state == "error":
             body = ApiError(500, "Model failed to load", "server_error").body()
             return json_response({"status": "error", **body}, 500)
-        engine = ctx.ready_engine()
-        slots = engine.slots()
-        processing = sum(1 for s in slots if _is_processing(s))
+        slots = ctx.ready_engine().slots()
+        processing = sum(1 for s in slots if s.is_processing)
         idle = len(slots) - processing
         payload: dict[str, Any] = {
             "status": "ok" if idle > 0 else "no slot available",
             "slots_idle": idle, "slots_processing": processing}
         if _flag("include_slots") and ctx.settings.endpoint_slots:
-            payload["slots"] = slots
+            payload["slots"] = slot_entries(ctx)
         status = 503 if (idle == 0 and _flag("fail_on_no_slot")) else 200
         return json_response(payload, status)
 
@@ -79,20 +101,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     bp.add_url_rule("/v1/health", "v1_health", health, methods=["GET"])
 
     @bp.get("/props")
-    async def props() -> Response:
-        engine = ctx.ready_engine()
-        payload: dict[str, Any] = {"user_name": "", "assistant_name": "", "system_prompt": ""}
-        payload.update(engine.props())
-        payload.setdefault("default_generation_settings",
-                           engine.default_generation_settings())
-        payload.setdefault("total_slots", engine.n_slots)
-        payload.setdefault("model_path", str(ctx.model_path or engine.model.path))
-        payload.setdefault("chat_template", "")
-        payload.setdefault("modalities", {"vision": False, "audio": False})
-        payload.setdefault("build_info", ctx.build_info)
-        payload.setdefault("model_alias", ctx.model_id)
-        payload.setdefault("is_sleeping", False)
-        return json_response(payload)
+    async def props_view() -> Response:
+        return json_response(props(ctx))
 
     @bp.post("/props")
     async def set_props() -> Response:
@@ -102,11 +112,16 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         update = validate(PropsUpdate, await read_json_object(request))
         engine = ctx.ready_engine()
         sp = update.system_prompt
-        if isinstance(sp, SystemPrompt):
-            engine.set_system_prompt(sp.prompt, sp.anti_prompt, sp.assistant_name)
+        if isinstance(sp, SystemPromptObject):
+            text, user, assistant = sp.prompt, sp.anti_prompt, sp.assistant_name
         elif sp is not None:
-            engine.set_system_prompt(sp, update.anti_prompt or update.user_name or "",
-                                     update.assistant_name or "")
+            text = sp
+            user = update.anti_prompt or update.user_name or ""
+            assistant = update.assistant_name or ""
+        if sp is not None:
+            prompt = await ctx.run_blocking(SystemPrompt.from_text, engine.vocab, text, user,
+                                            assistant)
+            engine.set_system_prompt(prompt)
         return json_response({"success": True})
 
     @bp.get("/slots")
@@ -114,11 +129,10 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if not ctx.settings.endpoint_slots:
             raise not_supported("This server does not support slots endpoint. Start it "
                                 "without `--no-slots`")
-        engine = ctx.ready_engine()
-        slot_list = engine.slots()
-        if _flag("fail_on_no_slot") and all(_is_processing(s) for s in slot_list):
+        entries = slot_entries(ctx)
+        if _flag("fail_on_no_slot") and all(e["is_processing"] for e in entries):
             raise ApiError(503, "no slot available", "unavailable_error", retry_after=1)
-        return json_response(slot_list)
+        return json_response(entries)
 
     @bp.post("/slots/<id_slot>")
     async def slot_action(id_slot: str) -> Response:
@@ -129,21 +143,26 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if not id_slot.isascii() or not id_slot.lstrip("-").isdigit() or len(id_slot) > 10:
             raise invalid(f"Invalid slot id {id_slot[:32]!r}")
         slot = int(id_slot)
-        if not 0 <= slot < engine.n_slots:
-            raise invalid(f"id_slot {slot} is out of range: this server has "
-                          f"{engine.n_slots} slot(s), numbered from 0")
         action = request.args.get("action", "")
         req = validate(SlotActionRequest, await read_json_object(request))
         if action in ("save", "restore"):
             if not req.filename:
                 raise invalid("'filename' is required")
-            method = engine.save_slot if action == "save" else engine.restore_slot
-            result = await method(slot, req.filename)
-        elif action == "erase":
-            result = await engine.erase_slot(slot)
-        else:
-            raise invalid("Invalid action: use save, restore or erase")
-        return json_response(result)
+            if action == "save":
+                saved = await engine.save_slot(slot, req.filename)
+                return json_response({
+                    "id_slot": saved.id_slot, "filename": saved.filename,
+                    "n_saved": saved.n_saved, "n_written": saved.n_written,
+                    "timings": {"save_ms": saved.save_ms}})
+            restored = await engine.restore_slot(slot, req.filename)
+            return json_response({
+                "id_slot": restored.id_slot, "filename": restored.filename,
+                "n_restored": restored.n_restored, "n_read": restored.n_read,
+                "timings": {"restore_ms": restored.restore_ms}})
+        if action == "erase":
+            erased = await engine.erase_slot(slot)
+            return json_response({"id_slot": erased.id_slot, "n_erased": erased.n_erased})
+        raise invalid("Invalid action: use save, restore or erase")
 
     async def models() -> Response:
         meta = model_meta(ctx.engine) if ctx.state == "ready" else None

@@ -15,7 +15,7 @@ from typing import Any
 
 from quart import Response
 
-from ..engine import FinalEvent, GenerationRequest, RequestStream, TokenEvent
+from ..engine import FinalEvent, PreparedRequest, RequestStream, TokenEvent, TokenProbs
 from ._context import ApiContext, dumps
 from ._errors import ApiError, to_api_error
 
@@ -49,7 +49,7 @@ class Outcome:
     """A drained request: its final event and the per-token probabilities seen on the way."""
 
     final: FinalEvent
-    probs: list[dict] = field(default_factory=list)
+    probs: list[TokenProbs] = field(default_factory=list)
 
 
 class EventSource:
@@ -60,14 +60,19 @@ class EventSource:
     followed by an error event.
     """
 
-    def __init__(self, stream: RequestStream, first: TokenEvent | FinalEvent) -> None:
+    def __init__(self, stream: RequestStream, first: TokenEvent | FinalEvent,
+                 prepared: PreparedRequest) -> None:
         self.stream = stream
+        self.prepared = prepared  # what was submitted: the request and its LoRA scales
         self._first: TokenEvent | FinalEvent | None = first
         self.finished = isinstance(first, FinalEvent)
 
     @classmethod
-    async def open(cls, ctx: ApiContext, request: GenerationRequest) -> "EventSource":
-        stream = ctx.ready_engine().submit(request)
+    async def open(cls, ctx: ApiContext, prepared: PreparedRequest) -> "EventSource":
+        try:
+            stream = ctx.ready_engine().submit(prepared)
+        finally:
+            prepared.close()  # a chain that was not taken over is freed
         try:
             first = await stream.__anext__()
         except StopAsyncIteration:
@@ -75,7 +80,7 @@ class EventSource:
         except BaseException:
             await cancel_quietly(stream)
             raise
-        return cls(stream, first)
+        return cls(stream, first, prepared)
 
     async def events(self) -> AsyncIterator[TokenEvent | FinalEvent]:
         """Every event, first one included; ends after the FinalEvent."""
@@ -97,7 +102,7 @@ class EventSource:
             await cancel_quietly(self.stream)
 
     async def drain(self) -> Outcome:
-        probs: list[dict] = []
+        probs: list[TokenProbs] = []
         try:
             async for event in self.events():
                 if isinstance(event, FinalEvent):
@@ -109,13 +114,15 @@ class EventSource:
         raise ApiError(500, "The request ended without a result", "server_error")
 
 
-async def open_all(ctx: ApiContext, requests: Sequence[GenerationRequest]) -> list[EventSource]:
+async def open_all(ctx: ApiContext, requests: Sequence[PreparedRequest]) -> list[EventSource]:
     """Submit several requests (n > 1, several prompts); all or none."""
     sources: list[EventSource] = []
     try:
         for request in requests:
             sources.append(await EventSource.open(ctx, request))
     except BaseException:
+        for request in requests:
+            request.close()
         await asyncio.gather(*(s.close() for s in sources), return_exceptions=True)
         raise
     return sources

@@ -9,7 +9,6 @@ from quart import Blueprint, Response, request
 from ..engine import Engine
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
-from ._options import check_prompt_tokens
 
 
 class TokenizeRequest(ApiModel):
@@ -25,18 +24,9 @@ class DetokenizeRequest(ApiModel):
 
 def tokenize(engine: Engine, req: TokenizeRequest) -> list[Any]:
     vocab = engine.vocab
-    if isinstance(req.content, str):
-        tokens = vocab.tokenize(req.content, add_special=req.add_special,
-                                parse_special=req.parse_special)
-    else:  # a mix of text and token ids, tokenized piece by piece
-        check_prompt_tokens(engine, req.content)
-        tokens = []
-        for i, part in enumerate(req.content):
-            if isinstance(part, int):
-                tokens.append(part)
-            else:
-                tokens.extend(vocab.tokenize(part, add_special=req.add_special and i == 0,
-                                             parse_special=req.parse_special))
+    # text, or a mix of text and token ids tokenized piece by piece (InvalidTokenError: 400)
+    tokens, _ = vocab.tokenize_prompt(req.content, add_special=req.add_special,
+                                      parse_special=req.parse_special)
     if not req.with_pieces:
         return tokens
     pieces = []

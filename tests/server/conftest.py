@@ -12,9 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import MODEL_ALIAS, PARALLEL, Running, serve_in_thread
-
-from llamaserver import LlamaServer
+from server_helpers import MODEL_ALIAS, PARALLEL, Running, running_server
 
 
 
@@ -26,12 +24,10 @@ def slot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def main(slot_dir: Path) -> Iterator[Running]:
     """The session's server: 4 slots, embeddings, metrics, POST /props, slot files."""
-    server = LlamaServer(parallel=PARALLEL, ctx_size=4096, n_predict=64, embedding=True,
-                         endpoint_metrics=True, endpoint_props=True, slot_save_path=slot_dir,
-                         alias=MODEL_ALIAS)
-    running = serve_in_thread(server.app)
-    yield Running(server, running.url)
-    running.stop()
+    with running_server(parallel=PARALLEL, ctx_size=4096, n_predict=64, embedding=True,
+                        endpoint_metrics=True, endpoint_props=True, slot_save_path=slot_dir,
+                        alias=MODEL_ALIAS) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
@@ -95,6 +96,19 @@ def serve_in_thread(app: Any, ready_path: str = "/health") -> ThreadedServer:
     return ThreadedServer(app, ready_path=ready_path).start()
 
 
+@contextlib.contextmanager
+def running_server(**settings: Any) -> Iterator[Running]:
+    """A LlamaServer with ``settings``, served by hypercorn in a thread (a module's server)."""
+    from llamaserver import LlamaServer
+
+    server = LlamaServer(**settings)
+    running = serve_in_thread(server.app)
+    try:
+        yield Running(server, running.url)
+    finally:
+        running.stop()
+
+
 def error_of(response: httpx.Response, status: int, kind: str) -> dict[str, Any]:
     """Assert the llama.cpp/OpenAI error shape and return the error object."""
     assert response.status_code == status, response.text
@@ -128,3 +142,29 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         time.sleep(0.05)
     return predicate()
 
+
+
+@contextlib.contextmanager
+def streaming_in_background(url: str, body: dict[str, Any],
+                            headers: dict[str, str] | None = None) -> Iterator[None]:
+    """Keep a streamed /completion running (its slot busy) while the block runs: a client
+    that leaves frees its slot at once, so the stream stays open until the block ends."""
+    started, release = threading.Event(), threading.Event()
+
+    def run() -> None:
+        with httpx.Client(base_url=url, timeout=120, headers=headers or {}) as c:
+            with c.stream("POST", "/completion", json={**body, "stream": True}) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        started.set()
+                        if release.is_set():
+                            break
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert started.wait(60), "the background stream never started"
+        yield
+    finally:
+        release.set()
+        thread.join(60)

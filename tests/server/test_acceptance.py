@@ -49,7 +49,7 @@ def test_eight_streaming_clients_over_four_slots(main: Running, client: httpx.Cl
     def watch() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, sum(bool(s["is_processing"]) for s in engine.slots()))
+            peak = max(peak, sum(bool(s.is_processing) for s in engine.slots()))
             time.sleep(0.005)
 
     watcher = threading.Thread(target=watch)
@@ -83,10 +83,10 @@ def test_disconnect_frees_the_slot_within_250_ms(main: Running) -> None:
                     seen += 1
                     if seen == 3:
                         break
-            assert engine.slots()[3]["is_processing"]
+            assert engine.slots()[3].is_processing
             closed = time.perf_counter()
     # the `with` blocks closed the connection
-    while engine.slots()[3]["is_processing"]:
+    while engine.slots()[3].is_processing:
         assert time.perf_counter() - closed < 0.25, "slot still busy 250 ms after the disconnect"
         time.sleep(0.002)
     elapsed = time.perf_counter() - closed

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from server_helpers import Running, error_of, serve_in_thread
-
-from llamaserver import LlamaServer
+from server_helpers import Running, error_of, running_server, streaming_in_background
 
 KEY = "sk-auth-test-42"
 SECRET_PROMPT = "My secret plan is to"
@@ -17,10 +14,8 @@ SECRET_PROMPT = "My secret plan is to"
 
 @pytest.fixture(scope="module")
 def keyed() -> Iterator[Running]:
-    server = LlamaServer(parallel=2, ctx_size=512, api_key=[KEY], endpoint_slots=True)
-    running = serve_in_thread(server.app)
-    yield Running(server, running.url)
-    running.stop()
+    with running_server(parallel=2, ctx_size=512, api_key=[KEY], endpoint_slots=True) as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
@@ -58,22 +53,8 @@ def test_key_spellings_that_are_not_the_key(anon: httpx.Client, headers: dict[st
 
 def test_include_slots_needs_the_key_while_a_prompt_runs(keyed: Running,
                                                          anon: httpx.Client) -> None:
-    started, release = threading.Event(), threading.Event()
-
-    def run_secret_request() -> None:
-        body = {"prompt": SECRET_PROMPT, "n_predict": 400, "ignore_eos": True, "stream": True}
-        with httpx.Client(base_url=keyed.url, timeout=120, headers=_authed()) as c:
-            with c.stream("POST", "/completion", json=body) as r:
-                for line in r.iter_lines():
-                    if line.startswith("data: "):
-                        started.set()
-                        if release.is_set():
-                            break
-
-    thread = threading.Thread(target=run_secret_request)
-    thread.start()
-    try:
-        assert started.wait(60)
+    body = {"prompt": SECRET_PROMPT, "n_predict": 400, "ignore_eos": True}
+    with streaming_in_background(keyed.url, body, _authed()):
         for query in ("include_slots", "include_slots=1", "include_slots&fail_on_no_slot=1"):
             r = anon.get(f"/health?{query}")
             error_of(r, 401, "authentication_error")
@@ -84,6 +65,3 @@ def test_include_slots_needs_the_key_while_a_prompt_runs(keyed: Running,
         shown = anon.get("/health?include_slots", headers=_authed())
         assert shown.status_code == 200
         assert any(s["prompt"] == SECRET_PROMPT for s in shown.json()["slots"])
-    finally:
-        release.set()
-        thread.join(60)

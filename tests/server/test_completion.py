@@ -193,7 +193,7 @@ def test_client_disconnect_on_a_non_streamed_request(main: Running, base_url: st
         httpx.post(base_url + "/completion", json=body, timeout=httpx.Timeout(60, read=0.3))
     gave_up = time.perf_counter()
     engine = main.server.engine
-    while engine.slots()[1]["is_processing"]:
+    while engine.slots()[1].is_processing:
         assert time.perf_counter() - gave_up < 0.25, "slot still busy 250 ms after the client left"
         time.sleep(0.002)
 

@@ -7,50 +7,43 @@ import gc
 import time
 
 import pytest
+from engine_helpers import collect, make_engine
+from engine_helpers import request as greedy_request
 
-from llama_ffi import SamplerParams
+from llama_ffi import InvalidTokenError, SamplerParams
 from llamaserver.engine import (
     Engine,
-    FinalEvent,
     GenerationRequest,
     InvalidRequest,
     Overloaded,
     TokenEvent,
 )
-from llamaserver.settings import ServerSettings
+from llamaserver.http._errors import to_api_error
 
 N_SLOTS = 4
 QUEUE = 8
+_ENGINE: list[Engine] = []  # the module's engine, for greedy() below
 
 
 @pytest.fixture(scope="module")
 async def engine():
-    eng = Engine(ServerSettings(ctx_size=1024, parallel=N_SLOTS, batch_size=512,
-                                queue_size=QUEUE, embedding=True, threads=1))
+    eng = make_engine(ctx_size=1024, parallel=N_SLOTS, batch_size=512, queue_size=QUEUE,
+                      embedding=True, threads=1)
     await eng.start()
     assert eng.state == "ready"
+    _ENGINE.append(eng)
     yield eng
+    _ENGINE.remove(eng)
     await eng.stop()
 
 
 def greedy(prompt, n_predict=8, **kw) -> GenerationRequest:
-    return GenerationRequest(prompt, SamplerParams(temperature=0.0), n_predict=n_predict, **kw)
-
-
-async def collect(stream) -> tuple[list[TokenEvent], FinalEvent]:
-    events, final = [], None
-    async for ev in stream:
-        if isinstance(ev, FinalEvent):
-            final = ev
-        else:
-            events.append(ev)
-    assert final is not None
-    return events, final
+    return greedy_request(_ENGINE[-1], prompt, n_predict, **kw)
 
 
 async def wait_idle(engine: Engine, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while any(s["is_processing"] for s in engine.slots()) or engine.metrics()["requests_deferred"]:
+    while any(s.is_processing for s in engine.slots()) or engine.metrics().requests_deferred:
         assert time.monotonic() < deadline, "engine did not become idle"
         await asyncio.sleep(0.005)
 
@@ -63,10 +56,8 @@ async def test_stream_joins_to_final_content(engine):
     assert final.stopped_limit or final.stopped_eos
     assert final.tokens_evaluated == len(engine.vocab.tokenize("The capital of France is"))
     t = final.timings
-    assert t["predicted_n"] == final.tokens_predicted and t["prompt_n"] > 0
-    assert t["prompt_ms"] > 0 and t["predicted_per_second"] > 0
-    gs = final.generation_settings
-    assert gs["n_ctx"] == engine.n_ctx_slot and gs["temperature"] == 0.0 and gs["n_predict"] == 12
+    assert t.predicted_n == final.tokens_predicted and t.prompt_n > 0
+    assert t.prompt_ms > 0 and t.predicted_ms > 0
     assert "Paris" in final.content
 
 
@@ -83,9 +74,9 @@ async def test_concurrent_requests_match_alone_and_use_all_slots(engine):
     async def watch() -> None:
         nonlocal peak_busy, peak_deferred
         while not done.is_set():
-            busy = sum(s["is_processing"] for s in engine.slots())
+            busy = sum(s.is_processing for s in engine.slots())
             peak_busy = max(peak_busy, busy)
-            peak_deferred = max(peak_deferred, engine.metrics()["requests_deferred"])
+            peak_deferred = max(peak_deferred, engine.metrics().requests_deferred)
             await asyncio.sleep(0.002)
 
     watcher = asyncio.create_task(watch())
@@ -96,7 +87,7 @@ async def test_concurrent_requests_match_alone_and_use_all_slots(engine):
     assert [r.content for r in results] == alone
     assert peak_busy == N_SLOTS
     assert peak_deferred > 0  # the other half really waited for slots
-    assert engine.metrics()["busy_slots_peak"] == N_SLOTS
+    assert engine.metrics().busy_slots_peak == N_SLOTS
     assert {r.id_slot for r in results} == set(range(N_SLOTS))
 
 
@@ -106,10 +97,10 @@ async def test_cancel_frees_slot_quickly(engine):
     first = await stream.__anext__()
     assert isinstance(first, TokenEvent)
     slot = stream.id_slot
-    assert engine.slots()[slot]["is_processing"]
+    assert engine.slots()[slot].is_processing
     t0 = time.monotonic()
     await stream.cancel()
-    while engine.slots()[slot]["is_processing"]:
+    while engine.slots()[slot].is_processing:
         assert time.monotonic() - t0 < 0.25, "slot not freed within 250 ms"
         await asyncio.sleep(0.002)
     assert time.monotonic() - t0 < 0.25
@@ -123,7 +114,7 @@ async def test_abandoned_stream_frees_slot(engine):
         break  # the stream is dropped here, as a consumer that stops iterating
     gc.collect()
     t0 = time.monotonic()
-    while any(s["is_processing"] for s in engine.slots()):
+    while any(s.is_processing for s in engine.slots()):
         assert time.monotonic() - t0 < 0.25
         await asyncio.sleep(0.002)
 
@@ -137,14 +128,14 @@ async def test_consumer_task_cancelled_frees_slot(engine):
             pass
 
     task = asyncio.create_task(consume())
-    while not any(s["is_processing"] for s in engine.slots()):
+    while not any(s.is_processing for s in engine.slots()):
         await asyncio.sleep(0.002)
     await asyncio.sleep(0.05)
     task.cancel()  # what the HTTP layer sees when a client disconnects
     with pytest.raises(asyncio.CancelledError):
         await task
     t0 = time.monotonic()
-    while any(s["is_processing"] for s in engine.slots()):
+    while any(s.is_processing for s in engine.slots()):
         assert time.monotonic() - t0 < 0.25
         await asyncio.sleep(0.002)
 
@@ -189,13 +180,13 @@ async def test_cache_prompt_reuses_prefix(engine):
     again = await engine.submit(greedy(prompt, 4, id_slot=2)).result()
     assert first.id_slot == again.id_slot == 2
     assert again.tokens_cached == n_prompt - 1  # the last token is evaluated for its logits
-    assert again.timings["prompt_n"] == 1
+    assert again.timings.prompt_n == 1 and again.timings.cache_n == n_prompt - 1
     assert again.content == first.content
     # With id_slot -1 the slot holding the longest common prefix is chosen.
     other = await engine.submit(greedy(prompt + " Mercury", 4)).result()
     assert other.id_slot == 2 and other.tokens_cached >= n_prompt
     fresh = await engine.submit(greedy(prompt, 4, id_slot=2, cache_prompt=False)).result()
-    assert fresh.tokens_cached == 0 and fresh.timings["prompt_n"] == n_prompt
+    assert fresh.tokens_cached == 0 and fresh.timings.prompt_n == n_prompt
 
 
 async def test_requested_busy_slot_waits(engine):
@@ -222,14 +213,14 @@ async def test_free_slot_next_to_busy_ones_is_chosen(engine):
     long_runs = [engine.submit(greedy("Count: 1, 2, 3,", 40, ignore_eos=True, id_slot=i))
                  for i in (0, 2)]
     deadline = time.monotonic() + 30
-    while not all(engine.slots()[i]["is_processing"] for i in (0, 2)):
+    while not all(engine.slots()[i].is_processing for i in (0, 2)):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.005)
     filler = engine.submit(greedy("The weather in spring is", 4))
     while filler.id_slot < 0:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.005)
-    busy = [slot.id for slot in engine._worker._active]
+    busy = [slot.id for slot in engine._worker.active]
     final = await filler.result()
     await asyncio.gather(*(run.result() for run in long_runs))
     assert final.id_slot == 1  # least recently used alone would take slot 3
@@ -237,21 +228,22 @@ async def test_free_slot_next_to_busy_ones_is_chosen(engine):
 
 
 async def test_invalid_requests(engine):
-    with pytest.raises(InvalidRequest):
-        engine.submit(greedy([1, 2, 10**9]))
-    with pytest.raises(InvalidRequest):
-        engine.submit(greedy([1, -5]))
+    # token ids are checked where prompts are tokenized (the HTTP edge uses the same call)
+    with pytest.raises(InvalidTokenError):
+        greedy([1, 2, 10**9])
+    with pytest.raises(InvalidTokenError):
+        greedy([1, -5])
     with pytest.raises(InvalidRequest):
         engine.submit(greedy("hello", id_slot=N_SLOTS))
     with pytest.raises(InvalidRequest):
         engine.submit(greedy("hello", id_slot=-2))
     with pytest.raises(InvalidRequest):
-        engine.submit(GenerationRequest("hi", SamplerParams(grammar="root ::= ("), n_predict=1))
+        engine.submit(greedy("hi", 1, grammar="root ::= ("))
     # a prompt that cannot fit while keeping all of it
     long_prompt = "word " * (engine.n_ctx_slot + 10)
     with pytest.raises(InvalidRequest):
         engine.submit(greedy(long_prompt, n_keep=-1))
-    e = InvalidRequest("x")
+    e = to_api_error(InvalidRequest("x"))
     assert e.status == 400 and e.type == "invalid_request_error"
 
 
@@ -259,12 +251,11 @@ async def test_grammar_failing_on_the_worker_is_invalid_request(engine):
     # The grammar parses, so submit (and the HTTP pre-check) accept it; only when sampling on
     # the worker thread does it turn out that logit_bias bans the one token it allows.
     x = engine.vocab.tokenize("x", add_special=False)
-    sampling = SamplerParams(temperature=0.0, grammar='root ::= "x"',
-                             logit_bias={x[0]: float("-inf")})
-    stream = engine.submit(GenerationRequest("hi", sampling, n_predict=3))
+    stream = engine.submit(greedy("hi", 3, grammar='root ::= "x"',
+                                  logit_bias={x[0]: float("-inf")}))
     with pytest.raises(InvalidRequest, match="grammar") as caught:
         await stream.result()
-    assert caught.value.status == 400
+    assert to_api_error(caught.value).status == 400
     await wait_idle(engine)
     assert (await engine.submit(greedy("hi", 2)).result()).tokens_predicted == 2
 
@@ -284,7 +275,7 @@ async def test_queue_full_is_overloaded(engine):
     with pytest.raises(Overloaded) as info:
         for _ in range(N_SLOTS + QUEUE + 5):
             streams.append(engine.submit(greedy("Count to ten:", 200, ignore_eos=True)))
-    assert info.value.status == 503 and info.value.retry_after >= 1
+    assert to_api_error(info.value).status == 503 and info.value.retry_after >= 1
     assert len(streams) >= QUEUE  # the queue held QUEUE requests before refusing
     for s in streams:
         await s.cancel()
@@ -296,12 +287,13 @@ async def test_n_probs(engine):
                                                        n_probs=3)))
     entries = [p for e in events for p in (e.probs or [])]
     assert len(entries) == sum(len(e.tokens) for e in events) > 0
+    assert [p.token for p in entries] == [t for e in events for t in e.tokens]
     for entry in entries:
-        assert set(entry) == {"content", "probs"}
-        assert 1 <= len(entry["probs"]) <= 3
-        probs = [p["prob"] for p in entry["probs"]]
+        assert 1 <= len(entry.top) <= 3
+        probs = [p for _, p in entry.top]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
-        assert entry["probs"][0]["tok_str"] == entry["content"]  # greedy picks the top one
+        assert entry.top[0][0] == entry.token  # greedy picks the top one
+        assert entry.prob == entry.top[0][1]
 
 
 async def test_n_predict_zero_only_evaluates(engine):
@@ -310,34 +302,30 @@ async def test_n_predict_zero_only_evaluates(engine):
 
 
 async def test_embedding(engine):
-    a = await engine.submit(GenerationRequest("a cat sat on the mat", SamplerParams(),
-                                              embedding=True)).result()
-    b = await engine.submit(GenerationRequest("a cat sat on the mat", SamplerParams(),
-                                              embedding=True)).result()
-    c = await engine.submit(GenerationRequest("quantum chromodynamics", SamplerParams(),
-                                              embedding=True)).result()
-    assert a.embedding is not None and len(a.embedding) == engine.model.n_embd
-    assert a.embedding == b.embedding
-    assert a.embedding != c.embedding
+    def tokens(text):
+        return engine.vocab.tokenize(text)
+
+    a = await engine.embed(tokens("a cat sat on the mat"))
+    b = await engine.embed(tokens("a cat sat on the mat"))
+    c = await engine.embed(tokens("quantum chromodynamics"))
+    assert a.pooled and len(a.vectors) == 1 and len(a.vectors[0]) == engine.model.n_embd
+    assert a.vectors == b.vectors
+    assert a.vectors != c.vectors
+    assert a.n_tokens == len(tokens("a cat sat on the mat"))
+    with pytest.raises(InvalidRequest):
+        await engine.embed([])
 
 
-async def test_props_slots_metrics_shapes(engine):
-    props = engine.props()
-    assert props["total_slots"] == N_SLOTS
-    assert {"user_name", "assistant_name", "default_generation_settings"} <= set(props)
+async def test_slots_metrics_shapes(engine):
     slots = engine.slots()
-    assert [s["id"] for s in slots] == list(range(N_SLOTS))
+    assert [s.id for s in slots] == list(range(N_SLOTS))
     for s in slots:
-        assert {"next_token", "state", "n_ctx", "temperature", "prompt"} <= set(s)
-        assert set(s["next_token"]) >= {"has_next_token", "n_remain", "n_decoded",
-                                         "stopped_eos", "stopped_limit", "stopped_word",
-                                         "stopping_word"}
+        assert s.n_ctx == engine.n_ctx_slot and s.request is None and not s.is_processing
     m = engine.metrics()
-    for key in ("prompt_tokens_total", "tokens_predicted_total", "requests_processing",
-                "requests_deferred", "kv_cache_usage_ratio", "python_ms_per_step",
-                "decode_ms_per_step"):
-        assert key in m
-    assert m["prompt_tokens_total"] > 0 and m["tokens_predicted_total"] > 0
+    assert m.prompt_tokens_total > 0 and m.tokens_predicted_total > 0
+    assert m.requests_processing == 0 and m.requests_deferred == 0
+    assert 0 < m.kv_cache_usage_ratio < 1 and m.python_ms_per_step > 0
+    assert m.decode_ms_per_step > 0
 
 
 async def test_python_overhead_is_small(engine):
@@ -346,33 +334,37 @@ async def test_python_overhead_is_small(engine):
     await asyncio.gather(*(engine.submit(greedy(f"List of {w}:", 24, ignore_eos=True)).result()
                            for w in ("fruits", "colors", "animals", "cities")))
     after = engine.metrics()
-    steps = after["gen_steps_total"] - before["gen_steps_total"]
-    py = (after["gen_python_ms_per_step"] * after["gen_steps_total"]
-          - before["gen_python_ms_per_step"] * before["gen_steps_total"]) / steps
-    dec = (after["gen_decode_ms_per_step"] * after["gen_steps_total"]
-           - before["gen_decode_ms_per_step"] * before["gen_steps_total"]) / steps
+    steps = after.gen_steps_total - before.gen_steps_total
+    py = (after.gen_python_ms_per_step * after.gen_steps_total
+          - before.gen_python_ms_per_step * before.gen_steps_total) / steps
+    dec = (after.gen_decode_ms_per_step * after.gen_steps_total
+           - before.gen_decode_ms_per_step * before.gen_steps_total) / steps
     print(f"\nper generation step: python {py:.3f} ms, decode {dec:.3f} ms")
     assert steps >= 20
     assert py < dec  # sampling + batching + events cost less than the model itself
 
 
 async def test_system_prompt_shared(engine):
+    from llamaserver.engine import SystemPrompt
+
     await wait_idle(engine)
     vocab = engine.vocab
     system = "Transcript of a dialog between a User and a helpful Assistant.\nUser: Hi\nAssistant: Hello!\nUser:"
     user = " What is the capital of France?\nAssistant:"
-    engine.set_system_prompt(system, "User:", "Assistant:")
-    props = engine.props()
-    assert (props["system_prompt"], props["user_name"], props["assistant_name"]) == (
+    engine.set_system_prompt(SystemPrompt.from_text(vocab, system, "User:", "Assistant:"))
+    current = engine.system_prompt
+    assert (current.text, current.user_name, current.assistant_name) == (
         system, "User:", "Assistant:")
     n_user = len(vocab.tokenize(user, add_special=False))
     # Two slots at once: each evaluates only its own prompt, the system prompt is copied in.
     finals = await asyncio.gather(
         engine.submit(greedy(user, 6, id_slot=0, cache_prompt=False)).result(),
         engine.submit(greedy(user, 6, id_slot=3, cache_prompt=False)).result())
+    n_sys = len(vocab.tokenize(system, add_special=True, parse_special=True))
     for f in finals:
-        assert f.timings["prompt_n"] == n_user
+        assert f.timings.prompt_n == n_user
         assert f.tokens_evaluated == n_user
+        assert f.tokens_cached == n_sys  # the system prompt was in the slot already
     assert finals[0].content == finals[1].content
 
     # The same tokens as one plain prompt give the same text.
@@ -381,9 +373,30 @@ async def test_system_prompt_shared(engine):
     cleared = await engine.submit(greedy(sys_tokens + user_tokens, 6, system_prompt="",
                                          cache_prompt=False)).result()
     assert cleared.content == finals[0].content
-    assert engine.props()["system_prompt"] == ""
+    assert engine.system_prompt.text == ""
 
     # A per-request system prompt replaces the shared one.
     final = await engine.submit(greedy(user, 6, system_prompt=system)).result()
-    assert final.content == finals[0].content and engine.system_prompt == system
-    engine.set_system_prompt("")
+    assert final.content == finals[0].content and engine.system_prompt.text == system
+    engine.set_system_prompt(SystemPrompt())
+
+
+async def test_unexpected_failure_fails_one_request_not_the_engine(engine):
+    # A system prompt that cannot be evaluated (a token id no edge would let through) fails
+    # its own request on the worker thread; the engine goes on serving.
+    from llamaserver.engine import EngineError, SystemPrompt
+
+    await wait_idle(engine)
+    broken = SystemPrompt("broken", (1, engine.vocab.n_tokens + 5))
+    stream = engine.submit(GenerationRequest(engine.vocab.tokenize("hi"), n_predict=2,
+                                             system_prompt=broken))
+    with pytest.raises(EngineError, match="system prompt"):
+        await stream.result()
+    too_long = SystemPrompt("x", tuple([1] * engine.n_ctx_slot))
+    with pytest.raises(InvalidRequest):
+        engine.submit(GenerationRequest(engine.vocab.tokenize("hi"), n_predict=2,
+                                        system_prompt=too_long))
+    assert engine.state == "ready"
+    final = await engine.submit(greedy("The capital of France is", 4, system_prompt="")).result()
+    assert "Paris" in final.content
+    engine.set_system_prompt(SystemPrompt())

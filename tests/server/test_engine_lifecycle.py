@@ -7,10 +7,10 @@ import json
 import time
 
 import pytest
+from engine_helpers import make_engine, request
 
-from llama_ffi import SamplerParams
-from llamaserver.engine import Engine, EngineError, FinalEvent, GenerationRequest, NotReady
-from llamaserver.settings import ServerSettings
+from llamaserver.engine import EngineError, FinalEvent, GenerationRequest, NotReady
+from llamaserver.http._errors import to_api_error
 
 SYSTEM = "A chat between a User and an Assistant.\nUser:"
 
@@ -20,39 +20,35 @@ async def engine(tmp_path_factory):
     spf = tmp_path_factory.mktemp("spf") / "system.json"
     spf.write_text(json.dumps({"system_prompt": {
         "prompt": SYSTEM, "anti_prompt": "User:", "assistant_name": "Assistant:"}}))
-    eng = Engine(ServerSettings(ctx_size=512, parallel=2, batch_size=256, threads=1,
-                                grp_attn_n=2, grp_attn_w=64, system_prompt_file=spf))
+    eng = make_engine(ctx_size=512, parallel=2, batch_size=256, threads=1,
+                      grp_attn_n=2, grp_attn_w=64, system_prompt_file=spf)
     await eng.start()
     yield eng
     await eng.stop()
 
 
-def greedy(prompt, n_predict, **kw) -> GenerationRequest:
-    return GenerationRequest(prompt, SamplerParams(temperature=0.0), n_predict=n_predict, **kw)
-
-
 async def test_not_ready_before_start():
-    eng = Engine(ServerSettings())
+    eng = make_engine()
     assert eng.state == "loading"
     with pytest.raises(NotReady) as info:
-        eng.submit(greedy("hi", 1))
-    assert info.value.status == 503
+        eng.submit(GenerationRequest([1, 2, 3], n_predict=1))
+    assert to_api_error(info.value).status == 503
 
 
 async def test_system_prompt_file_is_loaded(engine):
-    props = engine.props()
-    assert props["system_prompt"] == SYSTEM
-    assert props["user_name"] == "User:" and props["assistant_name"] == "Assistant:"
+    system = engine.system_prompt
+    assert system.text == SYSTEM
+    assert system.user_name == "User:" and system.assistant_name == "Assistant:"
 
 
 async def test_self_extend_compresses_positions(engine):
     n_predict = 150
-    final = await engine.submit(greedy(" Tell me a long story.\nAssistant:", n_predict,
-                                       ignore_eos=True)).result()
+    final = await engine.submit(request(engine, " Tell me a long story.\nAssistant:",
+                                        n_predict, ignore_eos=True)).result()
     assert final.tokens_predicted == n_predict and not final.truncated
     worker = engine._worker
     slot = worker.slots[final.id_slot]
-    n_cells = len(slot.cache)
+    n_cells = len(slot.cache.tokens)
     assert n_cells > 64 * 2
     # grouped attention: positions grow by 1/ga_n past the window, so they stay well below
     # the number of tokens held
@@ -61,8 +57,8 @@ async def test_self_extend_compresses_positions(engine):
 
 
 async def test_stop_ends_streams_and_refuses_new_requests(engine):
-    stream = engine.submit(greedy(" Count from one to a thousand.\nAssistant:", 400,
-                                  ignore_eos=True))
+    stream = engine.submit(request(engine, " Count from one to a thousand.\nAssistant:", 400,
+                                   ignore_eos=True))
     first = await stream.__anext__()
     assert not isinstance(first, FinalEvent)
     t0 = time.monotonic()
@@ -72,5 +68,5 @@ async def test_stop_ends_streams_and_refuses_new_requests(engine):
             pass
     assert time.monotonic() - t0 < 5
     with pytest.raises(NotReady):
-        engine.submit(greedy("hi", 1))
+        engine.submit(GenerationRequest([1, 2, 3], n_predict=1))
     await asyncio.sleep(0)

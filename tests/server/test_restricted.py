@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from server_helpers import Running, error_of, serve_in_thread
-
-from llamaserver import LlamaServer
+from server_helpers import Running, error_of, running_server, streaming_in_background
 
 KEY = "sk-test-0123456789"
 
 
 @pytest.fixture(scope="module")
 def restricted() -> Iterator[Running]:
-    server = LlamaServer(parallel=1, ctx_size=512, queue_size=0, api_key=[KEY],
-                         endpoint_slots=False, endpoint_metrics=False)
-    running = serve_in_thread(server.app)
-    yield Running(server, running.url)
-    running.stop()
+    with running_server(parallel=1, ctx_size=512, queue_size=0, api_key=[KEY],
+                        endpoint_slots=False, endpoint_metrics=False) as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
@@ -101,26 +96,8 @@ def test_health_hides_slots_when_disabled(anon: httpx.Client) -> None:
 
 
 def test_full_queue_is_503_with_retry_after(restricted: Running, authed: httpx.Client) -> None:
-    started, release = threading.Event(), threading.Event()
-    busy_body = {"prompt": "Tell me a long story.", "n_predict": 2000, "ignore_eos": True,
-                 "stream": True}
-
-    def hold_the_slot() -> None:
-        # keep the stream open (and the only slot busy) until the checks are done: a client
-        # that leaves frees its slot at once
-        with httpx.Client(base_url=restricted.url, timeout=120,
-                          headers={"Authorization": f"Bearer {KEY}"}) as c:
-            with c.stream("POST", "/completion", json=busy_body) as r:
-                for line in r.iter_lines():
-                    if line.startswith("data: "):
-                        started.set()
-                        if release.is_set():
-                            break
-
-    thread = threading.Thread(target=hold_the_slot)
-    thread.start()
-    try:
-        assert started.wait(60)
+    busy_body = {"prompt": "Tell me a long story.", "n_predict": 2000, "ignore_eos": True}
+    with streaming_in_background(restricted.url, busy_body, {"Authorization": f"Bearer {KEY}"}):
         health = authed.get("/health?fail_on_no_slot=1")
         assert health.status_code == 503
         assert health.json()["status"] == "no slot available"
@@ -128,6 +105,3 @@ def test_full_queue_is_503_with_retry_after(restricted: Running, authed: httpx.C
         r = authed.post("/completion", json={"prompt": "x", "n_predict": 1})
         error_of(r, 503, "unavailable_error")
         assert int(r.headers["Retry-After"]) >= 1
-    finally:
-        release.set()
-        thread.join(60)

@@ -1,4 +1,4 @@
-"""Stop strings over streamed text: what may be sent now, what must wait, where to cut.
+"""``StopMatcher``: stop strings over streamed text: what may be sent now, what must wait, where to cut.
 
 The matcher keeps only the text not sent yet.  After each piece it either finds a complete
 stop string (everything before it is sendable, the rest is dropped), or holds back the longest

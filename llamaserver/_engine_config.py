@@ -1,0 +1,108 @@
+"""The engine's configuration from the server's settings: the one place that maps them.
+
+Files the settings name (the chat template, the seed's system prompt file) are read here, so a
+missing or malformed one is a start-up error naming the file, before the model loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .engine import EngineConfig
+from .settings import ServerSettings
+
+__all__ = ["ConfigError", "engine_config"]
+
+_log = logging.getLogger("llamaserver")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it and says why."""
+
+
+def engine_config(settings: ServerSettings, model: Path | None = None) -> EngineConfig:
+    """``model`` is the resolved model file (downloads done); default: the settings' or the
+    bundled default model."""
+    import llama_ffi
+
+    s = settings
+    path = model or s.model or llama_ffi.default_model_path()
+    if s.lora_base:
+        _log.warning("--lora-base is ignored: libllama applies adapters to the loaded model")
+    initial = 0.0 if s.lora_init_without_apply else None
+    loras = [(Path(p), 1.0 if initial is None else initial) for p in s.lora]
+    loras += [(Path(p), float(scale) if initial is None else initial) for p, scale in s.lora_scaled]
+    text, user, assistant = (read_system_prompt_file(Path(s.system_prompt_file))
+                             if s.system_prompt_file else ("", "", ""))
+    return EngineConfig(
+        model=Path(path),
+        n_gpu_layers=s.n_gpu_layers, main_gpu=s.main_gpu, split_mode=s.split_mode,
+        tensor_split=tuple(s.tensor_split) if s.tensor_split else None,
+        use_mmap=not s.no_mmap, use_mlock=s.mlock, numa=s.numa,
+        loras=tuple(loras),
+        n_slots=s.parallel, ctx_size=s.ctx_size, n_batch=s.batch_size, n_ubatch=s.ubatch_size,
+        threads=s.threads, threads_batch=s.threads_batch or s.threads,
+        flash_attn=s.flash_attn, cache_type_k=s.cache_type_k, cache_type_v=s.cache_type_v,
+        offload_kqv=not s.no_kv_offload,
+        rope_freq_base=s.rope_freq_base,
+        rope_freq_scale=1.0 / s.rope_scale if s.rope_scale else s.rope_freq_scale,
+        rope_scaling=s.rope_scaling, yarn_orig_ctx=s.yarn_orig_ctx,
+        yarn_ext_factor=_model_default(s.yarn_ext_factor),
+        yarn_attn_factor=_model_default(s.yarn_attn_factor),
+        yarn_beta_fast=_model_default(s.yarn_beta_fast),
+        yarn_beta_slow=_model_default(s.yarn_beta_slow),
+        queue_size=s.queue_size, cont_batching=s.cont_batching, context_shift=s.context_shift,
+        grp_attn_n=s.grp_attn_n, grp_attn_w=s.grp_attn_w,
+        embedding=s.embedding, pooling=s.pooling,
+        chat_template=_chat_template(s),
+        system_prompt=text, user_name=user, assistant_name=assistant,
+        slot_save_path=s.slot_save_path,
+    )
+
+
+def _model_default(value: float) -> float | None:
+    return None if value < 0 else value
+
+
+def _chat_template(s: ServerSettings) -> str | None:
+    if s.chat_template_file:
+        return _read_text(Path(s.chat_template_file), "--chat-template-file")
+    return s.chat_template or None
+
+
+def _read_text(path: Path, flag: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{flag} {path}: {exc.strerror if isinstance(exc, OSError) else exc}"
+                          ) from None
+
+
+def read_system_prompt_file(path: Path) -> tuple[str, str, str]:
+    """The seed's -spf file: JSON (``{"system_prompt": {...}}``, its inner object, or a JSON
+    string), or plain text.  Text that looks like JSON must be valid JSON of those shapes."""
+    raw = _read_text(path, "--system-prompt-file")
+    if not raw.lstrip().startswith(("{", "[", '"')):
+        return raw, "", ""
+    try:
+        data: Any = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"--system-prompt-file {path}: not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "system_prompt" in data:
+        data = data["system_prompt"]
+    if isinstance(data, str):
+        return data, "", ""
+    if isinstance(data, dict):
+        fields = {key: data.get(key, "") for key in ("prompt", "anti_prompt", "assistant_name")}
+        wrong = [key for key, value in fields.items() if not isinstance(value, str)]
+        if not wrong and "prompt" in data:
+            return fields["prompt"], fields["anti_prompt"], fields["assistant_name"]
+        if wrong:
+            raise ConfigError(f"--system-prompt-file {path}: {', '.join(wrong)} must be "
+                              "strings")
+    raise ConfigError(f"--system-prompt-file {path}: expected {{\"prompt\": ..., "
+                      "\"anti_prompt\": ..., \"assistant_name\": ...}, optionally inside "
+                      "{\"system_prompt\": ...}, or a JSON string")

@@ -1,0 +1,113 @@
+"""Loading what the engine runs on: model, adapters, the shared context, embeddings, template."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import EngineConfig
+
+if TYPE_CHECKING:
+    from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model
+
+__all__ = ["Loaded", "load"]
+
+_log = logging.getLogger("llamaserver.engine")
+
+
+@dataclass
+class Loaded:
+    model: Model
+    ctx: Context
+    loras: list[LoraAdapter]
+    embedder: Embedder | None
+    chat_template: ChatTemplate
+    n_ctx_slot: int
+    ga_n: int   # self-extend factor in effect (1 when the cache cannot shift)
+
+    def close(self) -> None:
+        """Users before what they use: the model closes its contexts and adapters last."""
+        for owner in (self.embedder, self.ctx, self.model):
+            if owner is not None:
+                owner.close()
+
+
+def load(config: EngineConfig) -> Loaded:
+    """Everything the worker needs; what was made is closed again if a later part fails."""
+    import llama_ffi
+    from llama_ffi import Model
+
+    c = config
+    if c.numa:
+        llama_ffi.numa_init(c.numa)
+    model = Model(c.model, n_gpu_layers=c.n_gpu_layers, main_gpu=c.main_gpu,
+                  split_mode=c.split_mode,
+                  tensor_split=list(c.tensor_split) if c.tensor_split else None,
+                  use_mmap=c.use_mmap, use_mlock=c.use_mlock)
+    made: list[Any] = [model]
+    try:
+        loras = [llama_ffi.LoraAdapter(model, path) for path, _ in c.loras]
+        ctx = _context(model, c)
+        made.insert(0, ctx)
+        n_ctx_slot = ctx.n_ctx_seq  # libllama rounds a stream up to 256 cells
+        if n_ctx_slot < 8:
+            raise ValueError(f"the context ({ctx.n_ctx} tokens) is too small for {c.n_slots} "
+                             "slots")
+        ga_n = _self_extend(c, ctx)
+        embedder = None
+        if c.embedding:
+            embedder = llama_ffi.Embedder(
+                model, n_ctx=min(c.n_ubatch, ctx.n_ctx), pooling=c.pooling, n_threads=c.threads,
+                n_threads_batch=c.threads_batch, flash_attn=c.flash_attn)
+            made.insert(0, embedder)
+        template = _chat_template(model, c.chat_template)
+    except BaseException:
+        for owner in made:
+            owner.close()
+        raise
+    return Loaded(model, ctx, loras, embedder, template, n_ctx_slot, ga_n)
+
+
+def _context(model: Model, c: EngineConfig) -> Context:
+    from llama_ffi import Context
+
+    per_slot = max(1, (c.ctx_size or model.n_ctx_train) // c.n_slots)
+    return Context(
+        # One sequence per slot plus one holding the shared system prompt, each in a KV stream
+        # of its own (not unified): a sequence's cells then stay in position order whatever
+        # the other slots do, so a request gives the same tokens alone or batched (with flash
+        # attention), and attention only reads its own stream.
+        model, n_ctx=per_slot * (c.n_slots + 1), kv_unified=False, n_seq_max=c.n_slots + 1,
+        n_batch=max(c.n_batch, c.n_slots), n_ubatch=c.n_ubatch, n_threads=c.threads,
+        n_threads_batch=c.threads_batch, flash_attn=c.flash_attn, type_k=c.cache_type_k,
+        type_v=c.cache_type_v, offload_kqv=c.offload_kqv, rope_freq_base=c.rope_freq_base,
+        rope_freq_scale=c.rope_freq_scale, rope_scaling=c.rope_scaling,
+        yarn_ext_factor=c.yarn_ext_factor, yarn_attn_factor=c.yarn_attn_factor,
+        yarn_beta_fast=c.yarn_beta_fast, yarn_beta_slow=c.yarn_beta_slow,
+        yarn_orig_ctx=c.yarn_orig_ctx,
+        # a step reads one row of logits per sequence, never more: a smaller reserved graph
+        n_outputs_max=c.n_slots + 1, n_outputs_max_per_seq=1)
+
+
+def _self_extend(c: EngineConfig, ctx: Context) -> int:
+    if c.grp_attn_n <= 1:
+        return 1
+    if c.grp_attn_w % c.grp_attn_n != 0:
+        raise ValueError("--grp-attn-w must be a multiple of --grp-attn-n")
+    if not ctx.memory_can_shift:
+        _log.warning("self-extend needs a KV cache that can shift positions; disabled")
+        return 1
+    return c.grp_attn_n
+
+
+def _chat_template(model: Model, override: str | None) -> ChatTemplate:
+    from llama_ffi import ChatTemplate
+
+    if override:
+        return ChatTemplate.from_model(model, override=override)
+    try:
+        return ChatTemplate.from_model(model)
+    except Exception as exc:  # a model without a usable template still serves /completion
+        _log.warning("the model's chat template is unusable (%s); using chatml", exc)
+        return ChatTemplate.from_model(model, override="chatml")

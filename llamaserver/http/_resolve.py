@@ -1,0 +1,219 @@
+"""One conversion at the edge: a validated request's options -> the engine's resolved request.
+
+Everything that needs the vocabulary or can be slow (tokenizing the prompt, logit_bias
+strings and penalty_prompt, compiling a JSON schema, parsing the grammar into the sampler
+chain) happens here, once, in the server's worker pool, never on the event loop.  The
+defaults of the server (``--n-predict``, ``--seed``, ``--keep``) are applied here and only
+here; everything else keeps ``SamplerParams``' and ``GenerationRequest``'s defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from llama_ffi import InvalidTokenError, SamplerParams
+
+from ..engine import Engine, GenerationRequest, PreparedRequest, SystemPrompt
+from ..settings import ServerSettings
+from .._json_grammar import SchemaError, schema_to_grammar
+from ._errors import invalid, not_supported
+from ._lora import scales_by_id
+from ._options import GenerationOptions, SystemPromptObject
+
+RANDOM_SEED = 0xFFFFFFFF
+
+# options copied as they are into SamplerParams (same name, same meaning)
+_SAMPLER_FIELDS = (
+    "temperature", "dynatemp_range", "dynatemp_exponent", "top_k", "top_p", "min_p",
+    "typical_p", "tfs_z", "xtc_probability", "xtc_threshold", "top_n_sigma", "repeat_penalty",
+    "frequency_penalty", "presence_penalty", "penalize_nl", "dry_multiplier", "dry_base",
+    "dry_allowed_length", "mirostat", "mirostat_tau", "mirostat_eta", "min_keep", "ignore_eos",
+    "n_probs",
+)
+
+
+def effective_n_predict(opts: GenerationOptions, settings: ServerSettings) -> int:
+    """The request's limit, bounded by the server's ``-n`` (upstream's rule)."""
+    requested = opts.n_predict if opts.n_predict is not None else opts.max_tokens
+    limit = settings.n_predict
+    if requested is None or requested < 0:
+        return limit
+    return requested if limit < 0 else min(requested, limit)
+
+
+def effective_seed(opts: GenerationOptions, settings: ServerSettings) -> int:
+    seed = opts.seed if opts.seed is not None else settings.seed
+    return RANDOM_SEED if seed < 0 else seed & 0xFFFFFFFF
+
+
+def grammar_of(opts: GenerationOptions, schema: Any = None) -> str | None:
+    """GBNF from ``grammar``, ``json_schema`` or an OpenAI ``response_format`` schema."""
+    if schema is None and opts.json_schema is not None:
+        schema = opts.json_schema
+    if schema is not None and opts.grammar:
+        raise invalid("Either 'json_schema' or 'grammar' can be given, not both")
+    if schema is not None:
+        try:
+            return schema_to_grammar(schema)
+        except SchemaError as exc:
+            raise invalid(f"Unsupported JSON schema: {exc}") from None
+    return opts.grammar or None
+
+
+def resolve(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
+            prompt: str | Sequence[int | str], *, add_special: bool = True,
+            parse_special: bool = True, grammar: str | None = None, seed: int | None = None,
+            truncate: bool = True) -> PreparedRequest:
+    """The prepared engine request for one prompt (blocking: run it in the worker pool).
+
+    ``grammar`` is the GBNF already derived from the request (see :func:`grammar_of`);
+    ``seed`` overrides the request's (``n`` > 1 gives each choice its own).  Raises
+    ``ApiError`` 400/501 for bad options, ``EngineError`` for what the engine refuses.
+    """
+    if opts.image_data:
+        raise not_supported("Image input is not supported by this server (it has no "
+                            "multimodal projector)")
+    vocab = engine.vocab
+    try:
+        tokens, bos_added = vocab.tokenize_prompt(prompt, add_special=add_special,
+                                                  parse_special=parse_special)
+    except InvalidTokenError as exc:
+        raise invalid(f"Invalid token in 'prompt': {exc}") from None
+    except ValueError as exc:
+        raise invalid(f"Invalid 'prompt': {exc}") from None
+    request = GenerationRequest(
+        tokens=tokens, bos_added=bos_added,
+        sampling=sampler_params(opts, engine, settings, grammar=grammar, seed=seed),
+        n_predict=effective_n_predict(opts, settings),
+        n_keep=opts.n_keep if opts.n_keep is not None else settings.n_keep,
+        stop=tuple(s for s in ([opts.stop] if isinstance(opts.stop, str) else opts.stop or [])
+                   if s),
+        system_prompt=system_prompt_of(opts, engine),
+        truncate=truncate,
+        prompt_text=prompt if isinstance(prompt, str) else vocab.detokenize(tokens),
+    )
+    if opts.cache_prompt is not None:
+        request.cache_prompt = opts.cache_prompt
+    if opts.id_slot is not None:
+        request.id_slot = opts.id_slot
+    if opts.t_max_predict_ms is not None:
+        request.t_max_predict_ms = opts.t_max_predict_ms
+    if opts.lora is not None:
+        request.lora = scales_by_id(opts.lora)
+    return engine.prepare(request)
+
+
+def resolve_choices(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
+                    prompts: Sequence[str | Sequence[int | str]], n: int, *,
+                    grammar: str | None) -> list[PreparedRequest]:
+    """``n`` prepared requests per prompt, each choice with its own seed (blocking); all or
+    none."""
+    base_seed = effective_seed(opts, settings)
+    prepared: list[PreparedRequest] = []
+    try:
+        for prompt in prompts:
+            for j in range(n):
+                seed = base_seed if base_seed == RANDOM_SEED else (base_seed + j) & RANDOM_SEED
+                prepared.append(resolve(engine, settings, opts, prompt, grammar=grammar,
+                                        seed=seed))
+    except BaseException:
+        for p in prepared:
+            p.close()
+        raise
+    return prepared
+
+
+def sampler_params(opts: GenerationOptions, engine: Engine, settings: ServerSettings, *,
+                   grammar: str | None, seed: int | None = None) -> SamplerParams:
+    """``SamplerParams`` with the given options; everything else keeps its default."""
+    fields: dict[str, Any] = {name: getattr(opts, name) for name in _SAMPLER_FIELDS
+                              if getattr(opts, name) is not None}
+    # -1 means "the whole context" for both penalty windows.
+    for name in ("repeat_last_n", "dry_penalty_last_n"):
+        value = getattr(opts, name)
+        if value is not None:
+            fields[name] = engine.n_ctx_slot if value < 0 else value
+    if opts.dry_sequence_breakers is not None:
+        if not opts.dry_sequence_breakers:
+            raise invalid("'dry_sequence_breakers' must not be an empty array")
+        fields["dry_sequence_breakers"] = tuple(opts.dry_sequence_breakers)
+    if opts.penalty_prompt is not None:
+        fields["penalty_prompt_tokens"] = _tokens(engine, opts.penalty_prompt, "penalty_prompt")
+    if opts.logit_bias:
+        fields["logit_bias"] = _logit_bias(opts.logit_bias, engine)
+    if opts.samplers is not None:
+        # A string is upstream's one-letter form ("kypmt"); SamplerParams knows both.
+        fields["samplers"] = list(opts.samplers)
+    fields["seed"] = effective_seed(opts, settings) if seed is None else seed
+    if grammar is not None:
+        fields["grammar"] = grammar
+    params = SamplerParams(**fields)
+    try:
+        params.validate(engine.vocab.n_tokens)
+    except ValueError as exc:  # InvalidTokenError included
+        raise invalid(str(exc)) from None
+    return params
+
+
+def system_prompt_of(opts: GenerationOptions, engine: Engine) -> SystemPrompt | None:
+    """The seed's system prompt: an object (prompt, anti_prompt, assistant_name) or a string
+    (with the server-parallel seed's top-level anti_prompt / assistant_name)."""
+    sp = opts.system_prompt
+    if sp is None:
+        return None
+    if isinstance(sp, SystemPromptObject):
+        return SystemPrompt.from_text(engine.vocab, sp.prompt, sp.anti_prompt, sp.assistant_name)
+    return SystemPrompt.from_text(engine.vocab, sp, opts.anti_prompt or "",
+                                  opts.assistant_name or "")
+
+
+def _tokens(engine: Engine, value: str | list[int], what: str) -> list[int]:
+    if isinstance(value, str):
+        return engine.vocab.tokenize(value, add_special=False, parse_special=False)
+    return _check_ids(engine, list(value), what)
+
+
+def _check_ids(engine: Engine, ids: list[int], what: str) -> list[int]:
+    n_vocab = engine.vocab.n_tokens
+    for tok in ids:
+        if not 0 <= tok < n_vocab:
+            raise invalid(f"Invalid token id {tok} in '{what}' (the vocabulary has {n_vocab} "
+                          "tokens)")
+    return ids
+
+
+def _logit_bias(raw: list[Any] | dict[str, Any], engine: Engine) -> dict[int, float]:
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    else:
+        pairs = []
+        for item in raw:
+            if not isinstance(item, list) or len(item) != 2:
+                raise invalid("'logit_bias' entries must be [token, bias] pairs")
+            pairs.append((item[0], item[1]))
+    biases: dict[int, float] = {}
+    for key, bias in pairs:
+        if bias is False:
+            value = -math.inf
+        elif isinstance(bias, (int, float)) and not isinstance(bias, bool):
+            value = float(bias)
+        else:
+            raise invalid("'logit_bias' values must be numbers or false")
+        if isinstance(key, int) and not isinstance(key, bool):
+            ids = [key]
+        elif isinstance(key, str) and isinstance(raw, dict) and _is_int_text(key):
+            ids = [int(key)]
+        elif isinstance(key, str):
+            ids = engine.vocab.tokenize(key, add_special=False, parse_special=False)
+        else:
+            raise invalid("'logit_bias' tokens must be token ids or strings")
+        for tok in _check_ids(engine, ids, "logit_bias"):
+            biases[tok] = value
+    return biases
+
+
+def _is_int_text(text: str) -> bool:
+    stripped = text.strip()
+    return stripped.lstrip("-").isdigit() and len(stripped) < 20
