@@ -224,6 +224,20 @@ class Context(OwnedHandle):
             check_decode(code, "llama_encode")
         self._outputs = tuple(range(len(batch)))
 
+    @property
+    def causal_attn(self) -> bool:
+        return self._causal
+
+    def set_causal_attn(self, causal: bool) -> None:
+        """Causal (the default) or non-causal attention for the next decodes: some projectors'
+        media go in non-causally, and then a batch must fit in one ubatch (checked by decode)."""
+        lib.llama_set_causal_attn(self._require(), bool(causal))
+        self._causal = bool(causal)
+
+    def _set_outputs(self, outputs: Sequence[int]) -> None:
+        """Record the batch indices with logits of a decode made outside ``decode`` (libmtmd's helper)."""
+        self._outputs = tuple(outputs)
+
     def _raise_callback_error(self) -> None:
         if self._abort is not None:
             reraise_pending(self._abort.errors)
