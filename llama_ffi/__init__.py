@@ -30,6 +30,7 @@ from llama_ffi._lora import LoraAdapter
 from llama_ffi._media import MediaLimits
 from llama_ffi._model import Model
 from llama_ffi._mtmd import Projector
+from llama_ffi._mtmd_probe import check_projector_file
 from llama_ffi._mtmd_chunks import Bitmap, Chunk, Chunks, MediaEmbeddings
 from llama_ffi._sampling import DEFAULT_SAMPLERS, DEFAULT_SEED, SamplerChain, SamplerParams
 from llama_ffi._vocab import Vocab
@@ -66,6 +67,7 @@ __all__ = [
     "Vocab",
     "build_info",
     "builtin_template_names",
+    "check_projector_file",
     "default_model_path",
     "ffi",
     "lib",

@@ -14,11 +14,12 @@ The path of an image from bytes to the KV cache::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from llama_ffi import _media
 from llama_ffi._batch import Batch
@@ -134,15 +135,33 @@ class Projector(OwnedHandle):
         self.marker: str = ffi.string(lib.mtmd_get_marker(ptr)).decode("utf-8")
         self.uses_mrope: bool = bool(lib.mtmd_decode_use_mrope(ptr))
         self.uses_non_causal: bool = bool(lib.mtmd_decode_use_non_causal(ptr, ffi.NULL))  # for images
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # one encode at a time: one output buffer
+        self._state = threading.Condition()    # counts the calls using the handle
+        self._users = 0
         model._add_dependent(self)
 
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[Any]:
+        """The handle, kept alive while the block runs: ``close`` waits for the calls in flight
+        (tokenizing runs in many threads at once)."""
+        with self._state:
+            ptr = self._require()
+            self._users += 1
+        try:
+            yield ptr
+        finally:
+            with self._state:
+                self._users -= 1
+                self._state.notify_all()
+
     def close(self) -> None:
-        if self._ptr is None:
-            return
-        with self._lock:
+        with self._state:
+            while self._users:
+                self._state.wait()
+            if self._ptr is None:
+                return
             ptr, self._ptr = self._ptr, None
-            ffi.release(ptr)
+        ffi.release(ptr)
 
     def __repr__(self) -> str:
         what = "+".join(k for k, on in (("vision", self.supports_vision), ("audio", self.supports_audio)) if on)
@@ -181,12 +200,12 @@ class Projector(OwnedHandle):
         ``id`` (default: the sha256 of ``data``) names the content in the media chunks.
         ``MediaError`` for anything else, for data over ``limits``, or a kind the projector lacks.
         """
-        ptr = self._require()
         data = bytes(data)
         info = _media.check(data, self.limits)
         self._check_kind(info.kind == "audio")
-        wrapper = lib.mtmd_helper_bitmap_init_from_buf(ptr, ffi.from_buffer(data), len(data), False,
-                                                       lib.mtmd_helper_init_opt_default())
+        with self._using() as ptr:
+            wrapper = lib.mtmd_helper_bitmap_init_from_buf(ptr, ffi.from_buffer(data), len(data), False,
+                                                           lib.mtmd_helper_init_opt_default())
         if wrapper.video_ctx != ffi.NULL:   # never for the formats let through, but owned if so
             lib.mtmd_helper_video_free(wrapper.video_ctx)
             if wrapper.bitmap != ffi.NULL:
@@ -245,7 +264,7 @@ class Projector(OwnedHandle):
         ``add_special`` and the model wants it). ``MediaError`` when the markers and bitmaps
         do not pair up, or when the projector wraps media in tokens the model lacks.
         """
-        ptr = self._require()
+        self._require()
         for bitmap in bitmaps:
             if not isinstance(bitmap, Bitmap):
                 raise TypeError(f"bitmaps must be Bitmap objects, not {type(bitmap).__name__}")
@@ -259,14 +278,15 @@ class Projector(OwnedHandle):
         inp = ffi.new("mtmd_input_text *", {"text": text_buf, "text_len": len(encoded),
                                             "add_special": add_special, "parse_special": parse_special})
         array = ffi.new("mtmd_bitmap *[]", [b._ptr for b in bitmaps]) if bitmaps else ffi.NULL
-        out = check_pointer(lib.mtmd_input_chunks_init(), LlamaError, "mtmd_input_chunks_init failed")
-        return self._chunks(out, lib.mtmd_tokenize(ptr, out, inp, array, len(bitmaps)))
+        with self._using() as ptr:
+            out = check_pointer(lib.mtmd_input_chunks_init(), LlamaError, "mtmd_input_chunks_init failed")
+            return self._chunks(out, lib.mtmd_tokenize(ptr, out, inp, array, len(bitmaps)))
 
     def tokenize_parts(self, parts: Sequence[str | Bitmap], *, add_special: bool = True,
                        parse_special: bool = True) -> Chunks:
         """Like ``tokenize``, with each bitmap given in place rather than by a marker: no text is
         ever taken for a marker, so user text cannot move or add media."""
-        ptr = self._require()
+        self._require()
         keep: list[Any] = []
         part_structs = []
         for part in parts:
@@ -287,8 +307,9 @@ class Projector(OwnedHandle):
             raise ValueError("tokenize_parts needs at least one part")
         structs = ffi.new("mtmd_input_part[]", part_structs)
         pointers = ffi.new("mtmd_input_part *[]", [structs + i for i in range(len(part_structs))])
-        out = check_pointer(lib.mtmd_input_chunks_init(), LlamaError, "mtmd_input_chunks_init failed")
-        return self._chunks(out, lib.mtmd_tokenize_from_parts(ptr, out, pointers, len(part_structs), add_special))
+        with self._using() as ptr:
+            out = check_pointer(lib.mtmd_input_chunks_init(), LlamaError, "mtmd_input_chunks_init failed")
+            return self._chunks(out, lib.mtmd_tokenize_from_parts(ptr, out, pointers, len(part_structs), add_special))
 
     def _chunks(self, out: Any, code: int) -> Chunks:
         """Own the chunks ``mtmd_tokenize*`` filled (``code`` its result), checking their tokens."""
@@ -332,8 +353,7 @@ class Projector(OwnedHandle):
     def encode_chunk(self, chunk: Chunk) -> MediaEmbeddings:
         """Run the projector on one media chunk: its ``n_tokens x n_embd`` input embeddings."""
         chunk_ptr = self._check_chunk(chunk)
-        with self._lock:
-            ptr = self._require()
+        with self._lock, self._using() as ptr:
             check_mtmd(lib.mtmd_encode_chunk(ptr, chunk_ptr), "mtmd_encode_chunk")
             return MediaEmbeddings(chunk, self.n_embd, lib.mtmd_get_output_embd(ptr))
 
@@ -411,8 +431,7 @@ class Projector(OwnedHandle):
             raise ContextError(f"{chunks.n_tokens} tokens from position {n_past} do not fit the context of {ctx.n_ctx}")
         new_n_past = ffi.new("llama_pos *", n_past)
         was_causal = ctx.causal_attn
-        with self._lock:
-            ptr = self._require()
+        with self._lock, self._using() as ptr:
             ctx._set_outputs(())
             code = lib.mtmd_helper_eval_chunks(ptr, ctx_ptr, chunks._require(), n_past, seq_id, n_batch,
                                                logits_last, new_n_past)

@@ -28,6 +28,7 @@ from llama_ffi import (
     Model,
     ModelLoadError,
     Projector,
+    check_projector_file,
 )
 
 TEST_JPEG = Path(llama_ffi.native_manifest()["source_dir"]) / "tools/mtmd/test-1.jpeg"
@@ -63,6 +64,22 @@ def test_projector_of_another_width_or_no_projector_is_a_load_error(model: Model
         Projector(model, tmp_path / "text.gguf")
     with pytest.raises(ModelLoadError, match="not found"):
         Projector(model, tmp_path / "missing.gguf")
+
+
+def test_malformed_projector_files_are_checked_in_a_child(model_path: Path, mmproj_path: Path, tmp_path: Path,
+                                                         model: Model, write_mmproj, monkeypatch) -> None:
+    import gguf
+
+    check_projector_file(model_path, mmproj_path)
+    # a projector without one layer's query weights: libmtmd dereferences NULL in its warm-up
+    add_tensor = gguf.GGUFWriter.add_tensor
+    monkeypatch.setattr(gguf.GGUFWriter, "add_tensor", lambda self, name, *a, **k:
+                        None if name == "v.blk.1.attn_q.weight" else add_tensor(self, name, *a, **k))
+    broken = write_mmproj(tmp_path / "broken.gguf", model)
+    with pytest.raises(ModelLoadError, match="crashed the loading process"):
+        check_projector_file(model_path, broken)
+    with pytest.raises(ModelLoadError, match="not found"):
+        check_projector_file(model_path, tmp_path / "missing.gguf")
 
 
 def test_bitmap_from_the_upstream_test_jpeg(projector: Projector) -> None:
@@ -168,6 +185,27 @@ def test_content_ids_are_stable_and_follow_the_content(projector: Projector, mak
     assert image_id(red) == image_id(red) == hashlib.sha256(red).hexdigest()
     assert image_id(blue) != image_id(red)
     assert image_id(red, id="mine") == "mine"
+
+
+def test_tokenize_runs_in_threads_and_close_waits_for_them(model_path: Path, mmproj_path: Path, make_png) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Model(model_path) as model:
+        projector = Projector(model, mmproj_path, n_threads=1, warmup=False)
+        png = make_png(32, 32, lambda x, y: (x * 8, y * 8, 0))
+
+        def shape(_: int) -> list[tuple[str, int, str | None]]:
+            with projector.bitmap_from_bytes(png) as bitmap, projector.tokenize("a <__media__> b", [bitmap]) as chunks:
+                return [(c.type, c.n_tokens, c.id) for c in chunks]
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(shape, i) for i in range(16)]
+            futures[0].result()
+            projector.close()   # waits for the calls in flight; later ones find it closed
+            results = [f.exception() or f.result() for f in futures]
+        done = [r for r in results if isinstance(r, list)]
+        assert done and all(r == done[0] for r in done)
+        assert all(isinstance(r, LlamaError) for r in results if not isinstance(r, list))
 
 
 def test_markers_and_media_must_pair_up(projector: Projector, make_png) -> None:
