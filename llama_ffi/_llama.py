@@ -166,8 +166,9 @@ class Llama:
         for chunk in chunks:
             spans.append((chunk, len(units)))
             units += [(chunk.id, k) for k in range(chunk.n_pos)] if chunk.is_media else chunk.tokens
-        if len(units) >= ctx.n_ctx:
-            raise ContextError(f"prompt of {len(units)} positions does not fit the context of {ctx.n_ctx}")
+        # an M-RoPE media chunk fills n_tokens cells of the cache but advances n_pos positions
+        if max(len(units), chunks.n_tokens) >= ctx.n_ctx:
+            raise ContextError(f"prompt of {chunks.n_tokens} tokens does not fit the context of {ctx.n_ctx}")
         keep = 0
         for cached, new in zip(self._cached, units):
             if cached != new:

@@ -118,3 +118,12 @@ def test_images_without_a_projector_are_a_media_error(model_path: Path, make_png
             plain.chat(user(image_part(make_png(4, 4)), TEXT), max_tokens=2)
         # text-only parts need no projector
         assert isinstance(plain.chat(user(TEXT), max_tokens=2, temperature=0.0), str)
+
+
+def test_image_prompt_over_the_context_is_a_context_error(model_path: Path, mmproj_path: Path, make_png) -> None:
+    with Llama(model_path, mmproj=mmproj_path, n_ctx=256, n_threads=1) as small:
+        n_ctx = small.context.n_ctx
+        with pytest.raises(llama_ffi.ContextError, match=f"does not fit the context of {n_ctx}"):
+            small.generate(" word" * (n_ctx - 20), images=[make_png(4, 4)], max_tokens=1)
+        # fits without the image's 16 tokens and its wrapper text
+        assert small.generate(" word" * (n_ctx - 40), max_tokens=1, temperature=0.0) is not None
