@@ -165,7 +165,8 @@ class Llama:
         spans = []
         for chunk in chunks:
             spans.append((chunk, len(units)))
-            units += [(chunk.id, k) for k in range(chunk.n_pos)] if chunk.is_media else chunk.tokens
+            key = chunk.id or object()   # a media chunk without an id never matches the cache
+            units += [(key, k) for k in range(chunk.n_pos)] if chunk.is_media else chunk.tokens
         # an M-RoPE media chunk fills n_tokens cells of the cache but advances n_pos positions
         if max(len(units), chunks.n_tokens) >= ctx.n_ctx:
             raise ContextError(f"prompt of {chunks.n_tokens} tokens does not fit the context of {ctx.n_ctx}")

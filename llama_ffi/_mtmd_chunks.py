@@ -50,8 +50,8 @@ class Bitmap(OwnedHandle):
         return _text(lib.mtmd_bitmap_get_id(self._require())) or ""
 
     def _set_id(self, value: str) -> None:
-        if "\0" in value:
-            raise ValueError("a bitmap id cannot contain NUL")
+        if not value or "\0" in value:
+            raise ValueError("a bitmap id names its content: a non-empty string without NUL")
         lib.mtmd_bitmap_set_id(self._require(), value.encode("utf-8"))
 
     @property

@@ -100,6 +100,8 @@ def test_bitmap_from_png_bytes_and_raw_rgb(projector: Projector, make_png) -> No
         assert (raw.width, raw.height) == (2, 1) and len(raw.id) == 64
     with pytest.raises(MediaError, match="6 bytes, not 5"):
         projector.bitmap_from_rgb(2, 1, bytes(5))
+    with pytest.raises(ValueError, match="non-empty"):
+        projector.bitmap_from_rgb(2, 1, bytes(6), id="")
 
 
 @pytest.mark.parametrize(
