@@ -1,7 +1,8 @@
 """llama_ffi: llama.cpp's libllama in Python, through cffi.
 
-The typed layer (``Model``, ``Context``, ``SamplerChain``, ...) owns libllama's
-handles; ``ffi``/``lib`` give the raw binding generated from ``llama.h``.
+The typed layer (``Model``, ``Context``, ``SamplerChain``, ``Projector``, ...) owns
+libllama's and libmtmd's handles; ``ffi``/``lib`` give the raw binding generated from
+``llama.h``, ``mtmd.h`` and ``mtmd-helper.h``.
 libllama's log goes to ``logging.getLogger("llama_ffi.native")``.
 """
 
@@ -11,6 +12,7 @@ from llama_ffi._errors import (
     GrammarError,
     InvalidTokenError,
     LlamaError,
+    MediaError,
     ModelLoadError,
     NativeLibraryError,
     StateError,
@@ -26,7 +28,11 @@ from llama_ffi._embedding import Embedder, normalize_embedding
 from llama_ffi._default_model import default_model_path, native_manifest, system_info
 from llama_ffi._llama import Llama
 from llama_ffi._lora import LoraAdapter
+from llama_ffi._media import MediaLimits
 from llama_ffi._model import Model
+from llama_ffi._mtmd import Projector
+from llama_ffi._mtmd_chunks import Bitmap, Chunk, Chunks, MediaEmbeddings
+from llama_ffi._mtmd_probe import check_projector_file
 from llama_ffi._sampler_params import DEFAULT_SAMPLERS, DEFAULT_SEED, SamplerParams
 from llama_ffi._sampling import SamplerChain, TokenProbs
 from llama_ffi._stop import StopMatcher
@@ -34,7 +40,10 @@ from llama_ffi._vocab import Vocab
 
 __all__ = [
     "Batch",
+    "Bitmap",
     "ChatTemplate",
+    "Chunk",
+    "Chunks",
     "Context",
     "ContextError",
     "DEFAULT_SAMPLERS",
@@ -47,9 +56,13 @@ __all__ = [
     "Llama",
     "LlamaError",
     "LoraAdapter",
+    "MediaEmbeddings",
+    "MediaError",
+    "MediaLimits",
     "Model",
     "ModelLoadError",
     "NativeLibraryError",
+    "Projector",
     "SamplerChain",
     "SamplerParams",
     "StateError",
@@ -60,6 +73,7 @@ __all__ = [
     "Vocab",
     "build_info",
     "builtin_template_names",
+    "check_projector_file",
     "default_model_path",
     "ffi",
     "lib",

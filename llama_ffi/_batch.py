@@ -12,6 +12,11 @@ from llama_ffi._ffi import ffi, lib
 _INT32_ONE = (1).to_bytes(4, sys.byteorder)
 
 
+def _free_with_own_pos(struct: Any, original_pos: Any, _own_pos: Any) -> None:
+    struct.pos = original_pos  # llama_batch_free frees the array llama_batch_init made
+    lib.llama_batch_free(struct)
+
+
 class Batch:
     """Tokens (with positions, sequence ids and output flags) for one ``Context.decode``.
 
@@ -20,21 +25,31 @@ class Batch:
     ``SamplerChain.sample`` take for tokens added with ``logits=True``.
     """
 
-    def __init__(self, capacity: int, *, n_seq_max: int = 1, embd: int = 0) -> None:
+    def __init__(self, capacity: int, *, n_seq_max: int = 1, embd: int = 0, n_pos: int = 1) -> None:
         if capacity < 1:
             raise ValueError("batch capacity must be at least 1")
         if n_seq_max < 1:
             raise ValueError("n_seq_max must be at least 1")
         if embd < 0:
             raise ValueError("embd must be >= 0")
+        if n_pos < 1 or (n_pos > 1 and not embd):
+            raise ValueError("n_pos > 1 (M-RoPE positions per row) needs an embedding batch (embd > 0)")
         struct = lib.llama_batch_init(capacity, embd, n_seq_max)
         self._struct: Any = struct
         # llama_batch_free is the only way to release the arrays; the finalizer
         # is the safety net for a batch that is never closed.
-        self._finalizer = weakref.finalize(self, lib.llama_batch_free, struct)
+        if n_pos > 1:
+            # An M-RoPE model reads n_pos positions per embedding row, section-major
+            # (pos[j * n_tokens + i]); llama_batch_init makes room for one per row.
+            own_pos = ffi.new("llama_pos[]", capacity * n_pos)
+            self._finalizer = weakref.finalize(self, _free_with_own_pos, struct, struct.pos, own_pos)
+            struct.pos = own_pos
+        else:
+            self._finalizer = weakref.finalize(self, lib.llama_batch_free, struct)
         self.capacity = capacity
         self.n_seq_max = n_seq_max
         self.embd = embd
+        self.n_pos = n_pos
         self._token = struct.token
         self._embd = struct.embd
         self._pos = struct.pos
@@ -139,6 +154,59 @@ class Batch:
         for j, value in enumerate(values):
             self._embd[start + j] = value
         return self._place(i, pos, logits)
+
+    def add_embeddings(self, values: Any, pos: int | Sequence[Sequence[int]], seq_id: int, *,
+                       logits_last: bool = False) -> int:
+        """Append rows of input embeddings for sequence ``seq_id``; return the last row's index.
+
+        ``values``: ``n x embd`` floats, row-major (``MediaEmbeddings``, a cdata ``float[]``, or
+        any buffer of float32: array, memoryview, numpy), copied in bulk. ``pos``: the first
+        row's position (rows at ``pos, pos + 1, ...``), or, in a batch made with ``n_pos > 1``
+        (M-RoPE), one ``n_pos``-tuple per row. An ``n_pos > 1`` batch holds one call's rows:
+        libllama lays their positions out by the batch's final size.
+        """
+        if not self.embd:
+            raise LlamaError("this batch holds token ids; use add or add_tokens")
+        if isinstance(seq_id, bool) or not isinstance(seq_id, int):
+            raise TypeError(f"seq_id must be an int, not {type(seq_id).__name__}")
+        src = getattr(values, "data", values) if hasattr(values, "n_embd") else values
+        if not isinstance(src, ffi.CData):
+            src = ffi.from_buffer("float[]", src)
+        elif ffi.typeof(src).kind != "array":
+            raise TypeError("values must be a float[] array or a buffer, not a pointer of unknown length")
+        n_floats = ffi.sizeof(src) // ffi.sizeof("float")
+        if n_floats == 0 or n_floats % self.embd:
+            raise ValueError(f"{n_floats} floats are not whole rows of {self.embd}")
+        n = n_floats // self.embd
+        i = self._n
+        if i + n > self.capacity:
+            if not self._finalizer.alive:
+                raise LlamaError("the batch is closed")
+            raise LlamaError(f"batch is full ({self.capacity} rows; {i} used, {n} more asked)")
+        if self.n_pos > 1:
+            if i:
+                raise LlamaError("an M-RoPE batch (n_pos > 1) holds one add_embeddings call")
+            rows = [(pos + k,) * self.n_pos for k in range(n)] if isinstance(pos, int) else list(pos)
+            if len(rows) != n or any(len(r) != self.n_pos for r in rows):
+                raise ValueError(f"M-RoPE positions: {n} rows of {self.n_pos} values expected")
+            for j in range(self.n_pos):
+                self._pos[j * n : (j + 1) * n] = [r[j] for r in rows]
+        elif isinstance(pos, int):
+            self._pos[i : i + n] = range(pos, pos + n)
+        else:
+            raise TypeError("positions per row are for batches made with n_pos > 1; give the first position")
+        ffi.memmove(self._embd + i * self.embd, src, n_floats * ffi.sizeof("float"))
+        ffi.memmove(self._n_seq_id + i, _INT32_ONE * n, 4 * n)
+        for row in ffi.unpack(self._seq_id + i, n):
+            row[0] = seq_id
+        ffi.memmove(self._logits + i, bytes(n), n)
+        last = i + n - 1
+        if logits_last:
+            self._logits[last] = 1
+            self.outputs.append(last)
+        self._n = i + n
+        self._struct.n_tokens = i + n
+        return last
 
     def tokens(self) -> list[int]:
         return ffi.unpack(self._token, self._n) if not self.embd and self._n else []

@@ -1,9 +1,11 @@
-"""cffi out-of-line API-mode builder for libllama.
+"""cffi out-of-line API-mode builder for libllama and libmtmd.
 
-The cdef is generated from the very ``llama.h`` the native library was built
-with: the header is run through the C preprocessor, the declarations that come
-from ``llama.h`` itself are kept, and the few ggml/gguf types they mention are
-pulled in (enums by name only, structs as ``{ ...; }`` or opaque).  Enumerator
+The cdef is generated from the very ``llama.h``, ``mtmd.h`` and ``mtmd-helper.h``
+the native libraries were built with: each header is run through the C
+preprocessor, the declarations that come from that header itself are kept, and
+the few ggml/gguf types they mention are pulled in (enums by name only, structs
+as ``{ ...; }`` or opaque).  The headers are taken in order, so ``mtmd.h``
+reuses what ``llama.h`` already declared.  Enumerator
 values, ``LLAMA_*`` integer constants and struct layouts are left to the C
 compiler (``...``), so a header change shows up as a compile error instead of
 a silently wrong binding.
@@ -30,7 +32,9 @@ import cffi
 MODULE_NAME = "llama_ffi._llama_cffi"
 PACKAGE_DIR = Path(__file__).resolve().parent
 NATIVE_DIR_ENV = "LLAMA_FFI_NATIVE_DIR"
-LIBRARIES = ["llama", "ggml", "ggml-base"]
+LIBRARIES = ["mtmd", "llama", "ggml", "ggml-base"]
+# The bound headers, in dependency order, with the prefix of their integer macros.
+HEADERS = (("llama.h", "LLAMA_"), ("mtmd.h", "MTMD_"), ("mtmd-helper.h", "MTMD_"))
 BUILD_HINT = "run `python build_native.py` first (or set LLAMA_FFI_NATIVE_DIR to a staged native tree)"
 
 # Callbacks that libllama calls back into Python.  Their bodies live in
@@ -311,8 +315,9 @@ def _references(text: str) -> set[str]:
     return refs
 
 
-def _dependency_cdef(own: list[_Decl], deps_text: str) -> list[str]:
-    """The ggml/gguf declarations that llama.h's own declarations need, in header order."""
+def _dependency_cdef(own: list[_Decl], deps_text: str, already: set[str]) -> list[str]:
+    """The declarations from other headers that ``own`` needs, in header order, except those
+    an earlier header's cdef holds (``already``, which grows by what is emitted here)."""
     deps = [_classify(d) for d in _top_level_declarations(_strip_attributes(deps_text))]
     defined: dict[str, _Decl] = {}
     for decl in deps:
@@ -320,7 +325,7 @@ def _dependency_cdef(own: list[_Decl], deps_text: str) -> list[str]:
             continue
         if decl.kind in ("struct", "struct_fwd", "enum", "typedef"):
             defined[decl.name] = decl
-    own_names = {d.name for d in own}
+    own_names = {d.name for d in own} | already
     for decl in own:
         own_names.update(f"{tag} {name}" for tag, name in re.findall(r"\b(struct|union|enum)\s+(\w+)\s*\{", decl.text))
 
@@ -355,14 +360,15 @@ def _dependency_cdef(own: list[_Decl], deps_text: str) -> list[str]:
             out.append(_partial_struct(decl.text, keep_fields=False) + ";")
         else:
             out.append(decl.text + ";")
+    already |= emitted
     return out
 
 
 _INT_LITERAL = re.compile(r"^\(?\s*-?\s*(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\s*\)?$")
 
 
-def _integer_macros(header: Path, include_dir: Path) -> list[str]:
-    """Names of the object-like ``LLAMA_*`` macros whose expansion is an integer literal."""
+def _integer_macros(header: Path, include_dir: Path, prefix: str) -> list[str]:
+    """Names of the object-like ``<prefix>*`` macros whose expansion is an integer literal."""
     macros: dict[str, str] = {}
     for line in _run_cpp(header, include_dir, "-dM").splitlines():
         m = re.match(r"#define\s+(\w+)(\(?)\s*(.*)$", line)
@@ -370,7 +376,7 @@ def _integer_macros(header: Path, include_dir: Path) -> list[str]:
             macros[m.group(1)] = m.group(3).strip()
     names = []
     for name, value in macros.items():
-        if not name.startswith("LLAMA_"):
+        if not name.startswith(prefix):
             continue
         seen = {name}
         while value in macros and value not in seen:
@@ -381,40 +387,46 @@ def _integer_macros(header: Path, include_dir: Path) -> list[str]:
     return sorted(names)
 
 
-def generate_cdef(include_dir: Path) -> str:
-    """The cdef for ``llama.h`` in ``include_dir`` (without the callbacks and helpers)."""
-    header = include_dir / "llama.h"
+def _header_cdef(include_dir: Path, name: str, prefix: str, emitted: set[str]) -> list[str]:
+    """The cdef lines for one header; ``emitted`` holds the names earlier headers declared."""
+    header = include_dir / name
     own_text, deps_text = _split_by_origin(_run_cpp(header, include_dir), header, include_dir)
     own = [_classify(d) for d in _top_level_declarations(_strip_attributes(own_text))]
 
-    lines = ["/* generated from llama.h by llama_ffi/_cffi_build.py */"]
-    lines += _dependency_cdef(own, deps_text)
+    lines = [f"/* generated from {name} by llama_ffi/_cffi_build.py */"]
+    lines += _dependency_cdef(own, deps_text, emitted)
     for decl in own:
         if decl.kind == "enum":
             lines.append(_enum_names_only(decl.text) + ";")
         elif decl.kind == "struct" or (decl.kind == "typedef" and "{" in decl.text):
             lines.append(_partial_struct(decl.text, keep_fields=True) + ";")
         elif decl.kind == "other":
-            raise RuntimeError(f"unexpected declaration in llama.h: {decl.text[:120]}")
+            raise RuntimeError(f"unexpected declaration in {name}: {decl.text[:120]}")
         else:
             lines.append(decl.text + ";")
-    lines += [f"#define {name} ..." for name in _integer_macros(header, include_dir)]
+        emitted.add(decl.name)
+        emitted.update(f"{tag} {tagged}" for tag, tagged in re.findall(r"\b(struct|union|enum)\s+(\w+)\s*\{", decl.text))
+    lines += [f"#define {macro} ..." for macro in _integer_macros(header, include_dir, prefix)]
+    return lines
+
+
+def generate_cdef(include_dir: Path) -> str:
+    """The cdef for ``llama.h``, ``mtmd.h`` and ``mtmd-helper.h`` in ``include_dir``
+    (without the callbacks and helpers)."""
+    emitted: set[str] = set()
+    lines: list[str] = []
+    for name, prefix in HEADERS:
+        lines += _header_cdef(include_dir, name, prefix, emitted)
     return "\n".join(lines) + "\n"
-
-
-def llama_api_functions(header: Path) -> list[str]:
-    """Every function that ``header`` declares with ``LLAMA_API`` (deprecated ones included)."""
-    text = re.sub(r"//[^\n]*", "", header.read_text(encoding="utf-8"))
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    names = set()
-    for m in re.finditer(r"\bLLAMA_API\b([^;{]*?)\b(\w+)\s*\(", text):
-        if m.group(2) not in ("DEPRECATED", "LLAMA_API"):
-            names.add(m.group(2))
-    return sorted(names)
 
 
 # --------------------------------------------------------------------------
 # builder
+
+
+def header_key(name: str) -> str:
+    """The build-info key holding a header's sha256: ``llama.h`` -> ``llama_h_sha256``."""
+    return name.replace(".", "_").replace("-", "_") + "_sha256"
 
 
 def _build_info(native: Path) -> dict[str, str]:
@@ -422,8 +434,10 @@ def _build_info(native: Path) -> dict[str, str]:
     commit = ""
     if manifest_path.is_file():
         commit = str(json.loads(manifest_path.read_text(encoding="utf-8")).get("upstream_commit", ""))
-    header_sha = hashlib.sha256((native / "include" / "llama.h").read_bytes()).hexdigest()
-    return {"upstream_commit": commit, "llama_h_sha256": header_sha}
+    info = {"upstream_commit": commit}
+    for name, _prefix in HEADERS:
+        info[header_key(name)] = hashlib.sha256((native / "include" / name).read_bytes()).hexdigest()
+    return info
 
 
 def _c_string(value: str) -> str:
@@ -434,15 +448,17 @@ def make_ffibuilder(native: Path | None = None) -> cffi.FFI:
     native = native or native_dir()
     include_dir = (native / "include").resolve()
     lib_dir = (native / "lib").resolve()
-    if not (include_dir / "llama.h").is_file():
-        raise RuntimeError(f"llama.h not found in {include_dir}: {BUILD_HINT}")
+    for name, _prefix in HEADERS:
+        if not (include_dir / name).is_file():
+            raise RuntimeError(f"{name} not found in {include_dir}: {BUILD_HINT}")
 
     builder = cffi.FFI()
     builder.cdef(generate_cdef(include_dir) + PYTHON_CALLBACKS + HELPERS_CDEF)
     info = json.dumps(_build_info(native), sort_keys=True)
+    includes = "".join(f'#include "{name}"\n' for name, _prefix in HEADERS)
     builder.set_source(
         MODULE_NAME,
-        f'#include <math.h>\n#include "llama.h"\n#define LLAMA_FFI_BUILD_INFO {_c_string(info)}\n' + HELPERS_SOURCE,
+        f"#include <math.h>\n{includes}#define LLAMA_FFI_BUILD_INFO {_c_string(info)}\n" + HELPERS_SOURCE,
         include_dirs=[str(include_dir)],
         library_dirs=[str(lib_dir)],
         libraries=list(LIBRARIES),

@@ -171,7 +171,7 @@ class Context(OwnedHandle):
         self.n_vocab: int = model.vocab.n_tokens
         self.embeddings: bool = embeddings
         self.pooling: str = POOLING_NAMES.get(lib.llama_pooling_type(ptr), "unspecified")
-        self._causal: bool = bool(lib.llama_get_causal_attn(ptr))
+        self.causal_attn: bool = bool(lib.llama_get_causal_attn(ptr))  # non-causal: a batch fits a ubatch
         self._outputs: Sequence[int] = ()  # batch indices with logits from the last decode
         self._abort: CallbackSlot | None = None
         self._loras: dict[LoraAdapter, float] = {}
@@ -204,7 +204,7 @@ class Context(OwnedHandle):
     def decode(self, batch: Batch) -> None:
         """Run the model on ``batch``; ``DecodeError`` (``code`` 1: no KV space) on failure."""
         ptr = self._require()
-        limit = self.n_batch if self._causal else min(self.n_batch, self.n_ubatch)
+        limit = self.n_batch if self.causal_attn else min(self.n_batch, self.n_ubatch)
         self._check_batch(batch, limit, "decode")
         self._outputs = ()
         code = lib.llama_decode(ptr, batch._struct)
@@ -223,6 +223,15 @@ class Context(OwnedHandle):
             self._raise_callback_error()
             check_decode(code, "llama_encode")
         self._outputs = tuple(range(len(batch)))
+
+    def set_causal_attn(self, causal: bool) -> None:
+        """Causal (the default) or non-causal attention (some projectors' media) for the next decodes."""
+        lib.llama_set_causal_attn(self._require(), bool(causal))
+        self.causal_attn = bool(causal)
+
+    def _set_outputs(self, outputs: Sequence[int]) -> None:
+        """Record the batch indices with logits of a decode made outside ``decode`` (libmtmd's helper)."""
+        self._outputs = tuple(outputs)
 
     def _raise_callback_error(self) -> None:
         if self._abort is not None:

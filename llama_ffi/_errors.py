@@ -10,11 +10,14 @@ Exception tree::
     ├── InvalidTokenError (also ValueError)     a token id outside [0, n_vocab)
     ├── TemplateError (also ValueError)         a chat template failed to render
     ├── GrammarError (also ValueError)          a GBNF grammar failed to parse
-    └── StateError                              a state/session save or load failed
+    ├── StateError                              a state/session save or load failed
+    └── MediaError (also ValueError)            image/audio data that is not a supported format,
+                                                is over a size limit, or that libmtmd rejects
 
-libllama reports failure with NULL pointers, zero sizes and integer codes;
-``check_pointer``, ``check_size`` and ``check_decode`` below turn those into
-the exceptions above.  No other module inspects a C return code.
+libllama and libmtmd report failure with NULL pointers, zero sizes and integer
+codes; ``check_pointer``, ``check_size``, ``check_decode`` and ``check_mtmd``
+below turn those into the exceptions above.  No other module inspects a C
+return code.
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ class StateError(LlamaError):
     """Saving or restoring a context state failed."""
 
 
+class MediaError(LlamaError, ValueError):
+    """Image or audio input that cannot be used: not a supported format, over a size limit,
+    not accepted by the projector, or a prompt whose media markers do not match its media."""
+
+
 # llama_decode's documented return codes
 DECODE_NO_KV_SLOT = 1
 DECODE_ABORTED = 2
@@ -84,6 +92,26 @@ def check_decode(code: int, operation: str = "llama_decode") -> None:
         return
     meaning = _DECODE_MEANING.get(code, "fatal error in the compute backend")
     raise DecodeError(code, f"{operation} failed with code {code}: {meaning}")
+
+
+# mtmd_tokenize's documented return codes
+_TOKENIZE_MEANING = {
+    1: "the number of media does not match the number of media markers in the text",
+    2: "the projector could not preprocess the media (see the llama_ffi.native log)",
+}
+
+
+def check_mtmd(code: int, operation: str) -> None:
+    """Raise for a non-zero libmtmd return code: ``MediaError`` from ``mtmd_tokenize``,
+    ``DecodeError`` from encoding (``mtmd_encode_chunk``) and the helpers' evaluation."""
+    if code == 0:
+        return
+    if operation == "mtmd_tokenize":
+        raise MediaError(f"{operation} failed with code {code}: {_TOKENIZE_MEANING.get(code, 'unknown error')}")
+    if operation == "mtmd_encode_chunk":
+        raise DecodeError(code, f"{operation} failed with code {code}: the projector could not encode the media"
+                                " (see the llama_ffi.native log)")
+    check_decode(code, operation)
 
 
 def check_pointer(pointer: T, error: type[LlamaError], message: str) -> T:

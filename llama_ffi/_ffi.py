@@ -24,8 +24,13 @@ except ImportError as exc:
     native_library_missing(f"cannot import the compiled binding llama_ffi._llama_cffi ({exc})", exc)
 
 
+# The headers the binding is generated from, and the build-info key of each one's sha256.
+BOUND_HEADERS = {"llama.h": "llama_h_sha256", "mtmd.h": "mtmd_h_sha256", "mtmd-helper.h": "mtmd_helper_h_sha256"}
+
+
 def build_info() -> dict[str, str]:
-    """What the extension was compiled against: ``upstream_commit`` and ``llama_h_sha256``."""
+    """What the extension was compiled against: ``upstream_commit`` and each bound header's
+    sha256 (``llama_h_sha256``, ``mtmd_h_sha256``, ``mtmd_helper_h_sha256``)."""
     return json.loads(ffi.string(lib.llama_ffi_build_info()).decode("utf-8"))
 
 
@@ -42,10 +47,12 @@ def _check_build_matches_native() -> None:
                 f"the binding was compiled against llama.cpp {info['upstream_commit']} "
                 f"but llama_ffi/_native holds {staged}; rebuild the binding"
             )
-    header = NATIVE_DIR / "include" / "llama.h"
-    if info.get("llama_h_sha256") and header.is_file():
-        if hashlib.sha256(header.read_bytes()).hexdigest() != info["llama_h_sha256"]:
-            native_library_missing("llama_ffi/_native/include/llama.h changed since the binding was compiled")
+    for name, key in BOUND_HEADERS.items():
+        header = NATIVE_DIR / "include" / name
+        if not info.get(key):
+            native_library_missing(f"the binding was compiled without {name}; rebuild the binding")
+        if header.is_file() and hashlib.sha256(header.read_bytes()).hexdigest() != info[key]:
+            native_library_missing(f"llama_ffi/_native/include/{name} changed since the binding was compiled")
 
 
 _check_build_matches_native()

@@ -1,4 +1,4 @@
-"""libllama's log, routed to ``logging.getLogger("llama_ffi.native")``."""
+"""libllama's and libmtmd's log, routed to ``logging.getLogger("llama_ffi.native")``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class NativeLogRoute:
 
     def install(self) -> None:
         lib.llama_log_set(lib.llama_ffi_on_log, self._handle)
+        lib.mtmd_helper_log_set(lib.llama_ffi_on_log, self._handle)  # libmtmd's and its helper's
 
     def write(self, level: int, text: str) -> None:
         local = self._local

@@ -19,8 +19,12 @@ from . import backends, cpu_probe, model, pins, prove, verdicts
 from .source import Source
 
 SCHEMA = 1                       # bump when the layout of a cached build changes
-BASE_TARGETS = ("llama", "llama-simple")
-SERVER_TARGET = "llama-server"
+# libmtmd (multimodal: images and audio) is part of every build: the binding links it.
+BASE_TARGETS = ("llama", "mtmd", "llama-simple")
+# Upstream's tools that tests and benchmarks compare against (--with-server).
+REFERENCE_TARGETS = ("llama-server", "llama-mtmd-cli")
+# Public headers outside include/ and ggml/include that the binding is generated from.
+EXTRA_HEADERS = ("tools/mtmd/mtmd.h", "tools/mtmd/mtmd-helper.h")
 _ENV_THAT_CHANGES_BUILDS = ("CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS", "CUDAFLAGS", "CUDACXX",
                             "HIPCXX", "HIP_PATH")
 
@@ -139,6 +143,10 @@ def _stage(plan: Plan, build_dir: pathlib.Path, out: pathlib.Path) -> dict:
         libs.append(lib.name)
     for header_dir in (plan.source.path / "include", plan.source.path / "ggml" / "include"):
         for header in header_dir.glob("*.h"):
+            shutil.copy2(header, out / "include" / header.name)
+    for relative in EXTRA_HEADERS:
+        header = plan.source.path / relative
+        if header.is_file():   # an older --source tree may lack libmtmd
             shutil.copy2(header, out / "include" / header.name)
     tools = []
     for target in plan.targets:

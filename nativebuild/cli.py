@@ -14,7 +14,7 @@ import sys
 import time
 
 from . import backends, cpu_probe, verdicts
-from .build import BuildError, Plan, BASE_TARGETS, SERVER_TARGET, build_and_prove, default_cache, install
+from .build import BuildError, Plan, BASE_TARGETS, REFERENCE_TARGETS, build_and_prove, default_cache, install
 from .source import SourceError, acquire
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", action="store_true", default=_env_flag("LLAMA_FFI_CLEAN"),
                    help="rebuild from scratch even when the cache has this build (env LLAMA_FFI_CLEAN=1)")
     p.add_argument("--with-server", action="store_true", default=_env_flag("LLAMA_FFI_WITH_SERVER"),
-                   help="also build upstream's llama-server (reference for tests and benchmarks)")
+                   help="also build upstream's llama-server and llama-mtmd-cli (references for tests and benchmarks)")
     p.add_argument("--cuda-arch", default=env("LLAMA_FFI_CUDA_ARCHITECTURES"),
                    help="CMAKE_CUDA_ARCHITECTURES, e.g. 90 or '80;86;90' (default: native)")
     p.add_argument("--cublas-root", default=env("LLAMA_FFI_CUBLAS_ROOT"),
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         source = acquire(ns.cache_dir, ns.source, log)
-        targets = BASE_TARGETS + ((SERVER_TARGET,) if ns.with_server else ())
+        targets = BASE_TARGETS + (REFERENCE_TARGETS if ns.with_server else ())
         plan = Plan(source, options_from(ns, probe), targets, max(1, ns.jobs), ns.cache_dir, probe)
         log(f"backend {plan.options.backend}, cache key {plan.key}")
         plan, manifest = build_and_prove(plan, log, clean=ns.clean, check=not ns.no_prove)

@@ -85,3 +85,129 @@ def _write_lora(path: Path, model, *, zero: bool, seed: int = 0, arch: str = "ll
 def write_lora():
     """``write_lora(path, model, zero=..., seed=..., n_embd=...)`` writes a LoRA GGUF for ``model``."""
     return _write_lora
+
+
+# Tiny random-weight multimodal projectors (mmproj GGUF) for the default model, written with
+# ggml-org's ``gguf`` package in the layout clip.cpp loads (tools/mtmd/clip.cpp, clip-impl.h):
+# a SigLIP-style vision tower (patch conv, learned positions, pre-norm layers, post-norm) and
+# a projector into the language model's n_embd. Answers are meaningless; the plumbing is real.
+#
+# kind="gemma3" (the default): the image is resized to image_size², its patches average-pooled
+#   by scale_factor per side, RMS-normed and projected: (image_size / patch_size / scale_factor)²
+#   tokens per image (16 here), one image chunk, wrapped in "<start_of_image>"/"<end_of_image>"
+#   text, decoded with non-causal attention (libmtmd's rule for this projector type).
+# kind="idefics3" (SmolVLM's type): pixel-shuffled patches through one linear layer; libmtmd
+#   wraps the tiles in SmolVLM's own special tokens, which SmolLM2's vocabulary lacks.
+MMPROJ_IMAGE_SIZE = 64
+MMPROJ_PATCH_SIZE = 8
+MMPROJ_SCALE_FACTOR = 2
+MMPROJ_TOKENS_PER_IMAGE = (MMPROJ_IMAGE_SIZE // MMPROJ_PATCH_SIZE // MMPROJ_SCALE_FACTOR) ** 2
+
+
+def _write_mmproj(path: Path, model, *, seed: int = 0, kind: str = "gemma3", n_embd_text: int | None = None,
+                  n_embd: int = 64, n_ff: int = 128, n_head: int = 4, n_layer: int = 2) -> Path:
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_embd_text = n_embd_text or model.n_embd
+    n_patches = (MMPROJ_IMAGE_SIZE // MMPROJ_PATCH_SIZE) ** 2
+
+    def normal(*shape: int, std: float) -> "np.ndarray":
+        return rng.normal(0.0, std, shape).astype(np.float32)
+
+    def norm_weight(n: int) -> "np.ndarray":
+        return (1.0 + normal(n, std=0.1)).astype(np.float32)
+
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_string("general.name", f"llama-ffi test projector ({kind}, seed {seed})")
+    writer.add_bool("clip.has_vision_encoder", True)
+    writer.add_string("clip.projector_type", kind)
+    writer.add_bool("clip.use_gelu", True)
+    writer.add_uint32("clip.vision.image_size", MMPROJ_IMAGE_SIZE)
+    writer.add_uint32("clip.vision.patch_size", MMPROJ_PATCH_SIZE)
+    writer.add_uint32("clip.vision.embedding_length", n_embd)
+    writer.add_uint32("clip.vision.feed_forward_length", n_ff)
+    writer.add_uint32("clip.vision.block_count", n_layer)
+    writer.add_uint32("clip.vision.projection_dim", n_embd_text)
+    writer.add_uint32("clip.vision.attention.head_count", n_head)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    writer.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    writer.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+    writer.add_uint32("clip.vision.projector.scale_factor", MMPROJ_SCALE_FACTOR)
+    if kind == "idefics3":
+        writer.add_uint32("clip.vision.preproc_image_size", MMPROJ_IMAGE_SIZE)
+
+    # numpy shapes are ggml's reversed: a [n_in, n_out] ggml matrix is (n_out, n_in) here
+    tensors = {
+        "v.patch_embd.weight": normal(n_embd, 3, MMPROJ_PATCH_SIZE, MMPROJ_PATCH_SIZE, std=0.1),
+        "v.patch_embd.bias": normal(n_embd, std=0.02),
+        "v.position_embd.weight": normal(n_patches, n_embd, std=0.1),
+        "v.post_ln.weight": norm_weight(n_embd),
+        "v.post_ln.bias": normal(n_embd, std=0.02),
+    }
+    for i in range(n_layer):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            tensors[f"v.blk.{i}.{name}.weight"] = normal(n_embd, n_embd, std=0.1)
+            tensors[f"v.blk.{i}.{name}.bias"] = normal(n_embd, std=0.02)
+        for name in ("ln1", "ln2"):
+            tensors[f"v.blk.{i}.{name}.weight"] = norm_weight(n_embd)
+            tensors[f"v.blk.{i}.{name}.bias"] = normal(n_embd, std=0.02)
+        tensors[f"v.blk.{i}.ffn_up.weight"] = normal(n_ff, n_embd, std=0.1)
+        tensors[f"v.blk.{i}.ffn_up.bias"] = normal(n_ff, std=0.02)
+        tensors[f"v.blk.{i}.ffn_down.weight"] = normal(n_embd, n_ff, std=0.1)
+        tensors[f"v.blk.{i}.ffn_down.bias"] = normal(n_embd, std=0.02)
+    if kind == "gemma3":
+        tensors["mm.soft_emb_norm.weight"] = norm_weight(n_embd)
+        # used transposed by clip.cpp: ggml [n_embd_text, n_embd]
+        tensors["mm.input_projection.weight"] = normal(n_embd, n_embd_text, std=1.0 / np.sqrt(n_embd))
+    elif kind == "idefics3":
+        merged = n_embd * MMPROJ_SCALE_FACTOR**2
+        tensors["mm.model.fc.weight"] = normal(n_embd_text, merged, std=1.0 / np.sqrt(merged))
+    else:
+        raise ValueError(f"unknown projector kind {kind!r}")
+    for name, value in tensors.items():
+        writer.add_tensor(name, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+_write_mmproj.image_size = MMPROJ_IMAGE_SIZE              # type: ignore[attr-defined]
+_write_mmproj.tokens_per_image = MMPROJ_TOKENS_PER_IMAGE  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def write_mmproj():
+    """``write_mmproj(path, model, seed=..., kind="gemma3"|"idefics3")`` writes a tiny projector
+    (mmproj GGUF) for ``model``; ``write_mmproj.tokens_per_image`` is what one image becomes."""
+    return _write_mmproj
+
+
+@pytest.fixture(scope="session")
+def mmproj_path(tmp_path_factory: pytest.TempPathFactory, model) -> Path:
+    """The default tiny projector (gemma3 type, seed 0) for the default model, written once."""
+    return _write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj-test.gguf", model)
+
+
+def _make_png(width: int, height: int, pixel=(255, 0, 0)) -> bytes:
+    """A PNG (8-bit RGB) of ``width x height``; ``pixel`` is an (r, g, b) or a function (x, y) -> (r, g, b)."""
+    import struct
+    import zlib
+
+    at = pixel if callable(pixel) else (lambda x, y: pixel)
+    rows = b"".join(b"\0" + bytes(c for x in range(width) for c in at(x, y)) for y in range(height))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def make_png():
+    """``make_png(width, height, pixel=(r, g, b) or fn(x, y))`` -> PNG bytes."""
+    return _make_png
