@@ -100,8 +100,9 @@ def _expandtabs(budget: RenderBudget, s: Any, tabsize: Any = 8) -> int:
 
 
 def replace_size(s: Any, old: Any, new: Any, count: Any = -1) -> int:
-    if not isinstance(s, (str, bytes)) or not isinstance(old, type(s)) or not isinstance(new, type(s)):
-        return 0
+    kind = str if isinstance(s, str) else bytes
+    if not isinstance(s, (str, bytes)) or not isinstance(old, kind) or not isinstance(new, kind):
+        return 0  # the method refuses these itself
     hits = s.count(old) if old else len(s) + 1
     if isinstance(count, int) and count >= 0:
         hits = min(hits, count)
@@ -141,7 +142,8 @@ def _separators(text: Any, chars: str) -> int:
 
 def _split(budget: RenderBudget, s: Any, sep: Any = None, maxsplit: Any = -1) -> int:
     # every piece is a new object: PIECE bytes each while the list exists, even if it is refused after
-    pieces = s.count(sep) if isinstance(sep, type(s)) and sep else _separators(s, _WHITESPACE)
+    kind = str if isinstance(s, str) else bytes
+    pieces = s.count(sep) if isinstance(sep, kind) and sep else _separators(s, _WHITESPACE)
     if isinstance(maxsplit, int) and maxsplit >= 0:
         pieces = min(pieces, maxsplit)
     return len(s) + PIECE * (pieces + 1)
@@ -202,7 +204,9 @@ def _format(budget: RenderBudget, value: Any, *args: Any, **kwargs: Any) -> int:
 
 
 def _replace_filter(budget: RenderBudget, s: Any, old: Any = "", new: Any = "", count: Any = None) -> int:
-    return replace_size(s, old, new, -1 if count is None else count)
+    # the filter turns all three into strings first (they are admitted values: str() of them is bounded)
+    text, old, new = (v if isinstance(v, str) else str(v) for v in (s, old, new))
+    return replace_size(text, old, new, -1 if count is None else count)
 
 
 def _batch(budget: RenderBudget, value: Any, linecount: Any = 1, fill_with: Any = None) -> int:
@@ -211,6 +215,12 @@ def _batch(budget: RenderBudget, value: Any, linecount: Any = 1, fill_with: Any 
 
 def _slice(budget: RenderBudget, value: Any, slices: Any = 1, fill_with: Any = None) -> int:
     budget.count_loops(max(number(slices), 0))  # one list per slice, however few items there are
+    return 0
+
+
+def _round(budget: RenderBudget, value: Any, precision: Any = 0, method: Any = "common") -> int:
+    # round(int, -n) and the floor/ceil methods compute 10 ** n
+    budget.expect_int(abs(number(precision)), "the 'round' filter")
     return 0
 
 
@@ -242,4 +252,5 @@ FILTERS: dict[str, Estimator] = {
     "center": _center, "indent": _indent, "wordwrap": _wordwrap, "format": _format,
     "replace": _replace_filter, "batch": _batch, "slice": _slice, "pprint": _pprint,
     "list": _list, "escape": _escape, "e": _escape, "forceescape": _escape, "title": _title,
+    "round": _round,
 }

@@ -19,7 +19,7 @@ as far as ``repr`` is concerned, whatever the memory says).
 
 from __future__ import annotations
 
-import collections
+import collections.abc
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, NoReturn

@@ -11,8 +11,8 @@ On top of ``ImmutableSandboxedEnvironment``:
 - every filter is wrapped: sized before it runs when its size is predictable
   from its arguments (``center``, ``indent``, ``join``, ``format`` ...), admitted
   after, and each item a filter's generator yields (``map``, ``batch`` ...)
-  counts as a loop iteration; wrapped filters take the context, which also stops Jinja from running
-  them at compile time, outside any budget;
+  counts as a loop iteration; wrapped filters take the context, which also
+  stops Jinja from running them at compile time, outside any budget;
 - calls of str/bytes/int methods are sized the same way, ``str.format`` runs
   through a formatter that sizes each field, and block/macro output is joined
   by a bounded ``concat``;
@@ -27,6 +27,7 @@ render runs in its own thread (see ``_interruptible``).
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import types
@@ -271,7 +272,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 def _size_binop(budget: RenderBudget, operator: str, left: Any, right: Any) -> None:
     ints = isinstance(left, int) and isinstance(right, int)
     if operator == "**" and ints and right > 0 and abs(left) > 1:
-        budget.expect_int(right * left.bit_length() * 0.30103, "'**'")
+        budget.expect_int(right * math.log10(abs(left)), "'**'")
     elif operator == "*":
         if ints:
             budget.expect_int((left.bit_length() + right.bit_length()) * 0.30103, "'*'")

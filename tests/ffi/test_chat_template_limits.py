@@ -33,6 +33,7 @@ HOSTILE = {
     "power": "{{ 10 ** (10 ** 10) }}",
     "product": "{% set ns = namespace(n=7) %}{% for i in range(64) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
     "int from hex": "{{ ('f' * 100000)|int(0, 16) }}",
+    "round": "{{ 1.5|round(1000000000, 'floor') }}{{ 7|round(-1000000000) }}",
     # sizes from a number
     "center": "{{ 'a'|center(10**9) }}",
     "str.format width": "{{ '{0:>900000000}'.format(1) }}",
@@ -57,6 +58,9 @@ HOSTILE = {
     "join filter": "{{ range(10000)|map('string')|join('x' * 100000) }}",
     "replace": "{{ ('a' * 100000).replace('a', 'a' * 100000) }}",
     "replace empty": "{{ ('a' * 1000000).replace('', 'bbbbbbbbbbbbbbbbbbbb') }}",
+    "replace filter": "{{ ('1' * 100000)|replace(1, '1' * 100000) }}",
+    "split": "{{ ('ab ' * 2666666).split()|length }}",
+    "title": "{{ ('ab ' * 2666666)|title|length }}",
     "translate": "{{ ('a' * 100000).translate({97: 'b' * 100000}) }}",
     "indent": "{{ ('\\n' * 100000)|indent(100000) }}",
     "wordwrap": "{{ ('a ' * 100000)|wordwrap(1, wrapstring='x' * 100000) }}",
