@@ -54,6 +54,7 @@ MAX_MESSAGE_CHARS = 1000  # of an error a template raises: it goes back to the c
 _STRFTIME_MAX = 256  # strftime grows its buffer up to 256 x the format's length
 _JSON_INDENT_MAX = 64
 _WORD = re.compile(r"\w+")
+_METHODS = (types.BuiltinMethodType, types.MethodType)
 _LOOKUP_METHODS = frozenset({"get", "items", "keys", "values", "index", "count", "find", "rfind"})
 
 
@@ -259,11 +260,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             budget.admit_all((*args, *kwargs.values()))
             return super().call(context, obj, *args, **kwargs)
         owner = getattr(obj, "__self__", None)
-        if isinstance(obj, types.BuiltinMethodType) and owner is not None and not isinstance(owner, type):
+        if owner is not None and not isinstance(owner, type) and isinstance(obj, _METHODS):
             wrapped = self.wrap_str_format(obj)  # str.format reached some way other than getattr
-            if wrapped is not None:
+            if wrapped is not None:  # (older Jinja 3.1 releases never call wrap_str_format)
                 obj = wrapped
-            else:
+            elif isinstance(obj, types.BuiltinMethodType):
                 args = _size_method(budget, owner, obj.__name__, args, kwargs)
         result = super().call(context, obj, *args, **kwargs)
         return budget.admit(result, new=getattr(obj, "__name__", "") not in _LOOKUP_METHODS)
