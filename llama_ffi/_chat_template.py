@@ -1,36 +1,38 @@
 """``ChatTemplate``: renders chat messages into a prompt.
 
 Chat templates ship inside model files, so they are untrusted code.  Jinja
-sources are rendered in ``jinja2.sandbox.ImmutableSandboxedEnvironment`` with a
-wall-clock budget and a cap on the output (and on any string or list the
-template builds on the way); any failure is a ``TemplateError``.  The names
-libllama knows (``chatml``, ``llama3``, ...) are rendered by libllama itself.
+sources are rendered in a bounded sandbox (``_template_sandbox``): a template
+cannot loop, compute or allocate past the budgets in ``TemplateLimits``, and
+each render runs in a thread of its own that is abandoned at its deadline
+(``_interruptible``), so a hostile template costs one request its time, never
+the server.  Any failure is a ``TemplateError``.  The names libllama knows
+(``chatml``, ``llama3``, ...) are rendered by libllama itself.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import jinja2
-import jinja2.ext
-import jinja2.nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llama_ffi._errors import TemplateError
 from llama_ffi._ffi import ffi, lib
+from llama_ffi._interruptible import call_with_deadline
+from llama_ffi._template_limits import RenderBudget, TemplateLimits
+from llama_ffi._template_sandbox import MAX_MESSAGE_CHARS, BoundedSandbox
 
 if TYPE_CHECKING:
     from llama_ffi._model import Model
 
-DEFAULT_MAX_OUTPUT_CHARS = 8_000_000
-DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_MAX_OUTPUT_CHARS = TemplateLimits.max_output_chars
+DEFAULT_TIMEOUT_S = TemplateLimits.timeout
 FALLBACK_TEMPLATE = "chatml"
 _TEMPLATE_NAME = re.compile(r"[\w.\-]{1,128}")
+# Variables render() sets itself, or that the environment defines: extra variables may not replace them.
+_RESERVED = frozenset({"messages", "add_generation_prompt", "tools", "bos_token", "eos_token", "self",
+                       "loop", "range", "dict", "namespace", "cycler", "joiner",
+                       "raise_exception", "strftime_now"})
 
 
 def builtin_template_names() -> list[str]:
@@ -41,92 +43,8 @@ def builtin_template_names() -> list[str]:
     return [ffi.string(names[i]).decode() for i in range(count)]
 
 
-class _RenderBudget(threading.local):
-    deadline: float = 0.0
-    max_chars: int = DEFAULT_MAX_OUTPUT_CHARS
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, bytes, list, tuple, dict)) else 0
-
-
-class _GenerationTag(jinja2.ext.Extension):
-    """``{% generation %}...{% endgeneration %}`` (Hugging Face's marker for assistant text): renders its body."""
-
-    tags = {"generation"}
-
-    def parse(self, parser: Any) -> Any:
-        lineno = next(parser.stream).lineno
-        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        return jinja2.nodes.Scope(body, lineno=lineno)
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, plus checks on time and size wherever a template can loop or grow data."""
-
-    intercepted_binops = frozenset(["*", "**"])
-
-    def __init__(self) -> None:
-        super().__init__(
-            trim_blocks=True,
-            lstrip_blocks=True,
-            extensions=["jinja2.ext.loopcontrols", _GenerationTag],
-            autoescape=False,
-        )
-        self.budget = _RenderBudget()
-        self.globals["raise_exception"] = _raise_exception
-        self.globals["strftime_now"] = _strftime_now
-        self.filters["tojson"] = _tojson
-
-    def _check(self, value: Any = None) -> Any:
-        budget = self.budget
-        if budget.deadline and time.monotonic() > budget.deadline:
-            raise TemplateError("chat template took too long to render")
-        if _size(value) > budget.max_chars:
-            raise TemplateError("chat template built a value larger than the output limit")
-        return value
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        __self._check()
-        for arg in (*args, *kwargs.values()):
-            __self._check(arg)
-        return __self._check(super().call(__context, __obj, *args, **kwargs))
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        return self._check(super().getattr(obj, attribute))
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        return self._check(super().getitem(obj, argument))
-
-    def call_filter(self, name: str, value: Any, args: Any = None, kwargs: Any = None, context: Any = None,
-                    eval_ctx: Any = None) -> Any:
-        self._check()
-        return self._check(super().call_filter(name, value, args, kwargs, context, eval_ctx))
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        self._check()
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if _size(seq) and isinstance(times, int) and _size(seq) * times > self.budget.max_chars:
-                    raise TemplateError("chat template built a value larger than the output limit")
-        elif operator == "**" and isinstance(right, (int, float)) and abs(right) > 1024:
-            raise TemplateError("exponent too large in chat template")
-        return self._check(super().call_binop(context, operator, left, right))
-
-
-def _raise_exception(message: str) -> None:
-    raise TemplateError(f"chat template raised: {message}")
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
-
-
-def _tojson(value: Any, indent: int | None = None, separators: Any = None, sort_keys: bool = False,
-            ensure_ascii: bool = False) -> str:
-    # Hugging Face's tojson: plain JSON, no HTML escaping, non-ASCII kept
-    return json.dumps(value, indent=indent, separators=tuple(separators) if separators else None,
-                      sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
 
 
 def _text_content(content: Any) -> str:
@@ -149,8 +67,13 @@ def _text_content(content: Any) -> str:
 class ChatTemplate:
     """A chat template: a Jinja source (sandboxed) or one of libllama's built-in names.
 
-    ``render`` raises ``TemplateError`` for anything that goes wrong, including
-    a render that exceeds ``timeout`` seconds or ``max_output_chars`` characters.
+    ``render`` raises ``TemplateError`` for anything that goes wrong, including a
+    render past any of its budgets: ``timeout`` seconds (the render is abandoned),
+    ``max_output_chars``, ``max_loop_iterations`` (every ``{% for %}`` iteration),
+    ``max_int_digits``, ``max_value_size`` (any one value or operation, in bytes;
+    default ``max_output_chars``) and ``max_total_size`` (all values built in one
+    render; default 8 x ``max_value_size``).  ``render`` may be called from any
+    number of threads at once.
     """
 
     def __init__(
@@ -161,24 +84,30 @@ class ChatTemplate:
         eos_token: str = "",
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         timeout: float = DEFAULT_TIMEOUT_S,
+        max_loop_iterations: int = TemplateLimits.max_loop_iterations,
+        max_int_digits: int = TemplateLimits.max_int_digits,
+        max_value_size: int = 0,
+        max_total_size: int = 0,
     ) -> None:
         if not isinstance(source, str):
             raise TemplateError("a chat template source must be a string")
+        self.limits = TemplateLimits(timeout=timeout, max_output_chars=max_output_chars,
+                                     max_loop_iterations=max_loop_iterations, max_int_digits=max_int_digits,
+                                     max_value_size=max_value_size, max_total_size=max_total_size)
         self.source = source
         self.name: str | None = None  # the built-in name, for libllama-rendered templates
         self.bos_token = bos_token
         self.eos_token = eos_token
-        self.max_output_chars = max_output_chars
-        self.timeout = timeout
-        self._env: _Sandbox | None = None
+        self._env: BoundedSandbox | None = BoundedSandbox()
         self._template: jinja2.Template | None = None
         try:
-            self._env = _Sandbox()
             self._template = self._env.from_string(source)
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"invalid chat template: {exc}") from exc
+            raise TemplateError(_short(f"invalid chat template: {exc}")) from exc
         except RecursionError as exc:
             raise TemplateError("chat template nests too deeply") from exc
+        except (ValueError, MemoryError, OverflowError) as exc:  # e.g. an integer literal too long to parse
+            raise TemplateError(_short(f"invalid chat template: {exc}")) from exc
 
     @classmethod
     def builtin(cls, name: str, *, bos_token: str = "", eos_token: str = "") -> ChatTemplate:
@@ -186,21 +115,21 @@ class ChatTemplate:
         if name not in builtin_template_names():
             raise TemplateError(f"unknown built-in chat template {name!r}")
         self = cls.__new__(cls)
+        self.limits = TemplateLimits()
         self.source = name
         self.name = name
         self.bos_token = bos_token
         self.eos_token = eos_token
-        self.max_output_chars = DEFAULT_MAX_OUTPUT_CHARS
-        self.timeout = DEFAULT_TIMEOUT_S
         self._env = None
         self._template = None
         return self
 
     @classmethod
-    def from_model(cls, model: Model, override: str | None = None) -> ChatTemplate:
+    def from_model(cls, model: Model, override: str | None = None, **limits: Any) -> ChatTemplate:
         """The model's template, or ``override``: a built-in name, a template named in the model, or a Jinja source.
 
-        A model without a template gets ``chatml``, as llama-server does.
+        A model without a template gets ``chatml``, as llama-server does.  ``limits`` are the
+        constructor's budgets (``timeout=``, ``max_output_chars=``, ...) for a Jinja template.
         """
         vocab = model.vocab
         bos = vocab.token_to_piece(vocab.bos, special=True).decode("utf-8", "replace") if vocab.bos >= 0 else ""
@@ -212,12 +141,12 @@ class ChatTemplate:
                 named = model.chat_template(override)
                 if named is None:
                     raise TemplateError(f"unknown chat template {override!r}: not built in, not in the model")
-                return cls(named, bos_token=bos, eos_token=eos)
-            return cls(override, bos_token=bos, eos_token=eos)
+                return cls(named, bos_token=bos, eos_token=eos, **limits)
+            return cls(override, bos_token=bos, eos_token=eos, **limits)
         source = model.chat_template()
         if source is None:
             return cls.builtin(FALLBACK_TEMPLATE, bos_token=bos, eos_token=eos)
-        return cls(source, bos_token=bos, eos_token=eos)
+        return cls(source, bos_token=bos, eos_token=eos, **limits)
 
     @property
     def is_builtin(self) -> bool:
@@ -229,59 +158,64 @@ class ChatTemplate:
     def render(
         self,
         messages: Sequence[Mapping[str, Any]],
+        /,
         *,
         add_generation_prompt: bool = True,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> str:
-        """The prompt for ``messages`` (each a mapping with ``role`` and ``content``)."""
+        """The prompt for ``messages`` (each a mapping with ``role`` and ``content``).
+
+        ``variables`` and ``kwargs`` are extra template variables (a request's
+        ``chat_template_kwargs``, ``enable_thinking``, ...); a name ``render`` sets
+        itself (``messages``, ``tools``, ``bos_token``, ...) is a ``TemplateError``.
+        """
         if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
             raise TemplateError("messages must be a list of mappings")
         for message in messages:
             if not isinstance(message, Mapping):
                 raise TemplateError("each message must be a mapping with 'role' and 'content'")
+        extra = _extra_variables(variables, kwargs)
         if self.name is not None:
             if tools:
                 raise TemplateError(f"the built-in template {self.name!r} cannot render tools")
             return self._render_builtin(messages, add_generation_prompt)
-        return self._render_jinja(messages, add_generation_prompt, tools, kwargs)
+        return self._render_jinja(messages, add_generation_prompt, tools, extra)
 
     def _render_jinja(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool,
-                      tools: Any, kwargs: dict[str, Any]) -> str:
-        assert self._env is not None and self._template is not None
+                      tools: Any, extra: dict[str, Any]) -> str:
+        env, template, limits = self._env, self._template, self.limits
+        assert env is not None and template is not None
         variables: dict[str, Any] = {
+            **extra,
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
-            **kwargs,
             "messages": list(messages),
             "add_generation_prompt": add_generation_prompt,
         }
         if tools is not None:
             variables["tools"] = list(tools)
-        budget = self._env.budget
-        budget.deadline = time.monotonic() + self.timeout
-        budget.max_chars = self.max_output_chars
-        chunks: list[str] = []
-        total = 0
+        budget = RenderBudget(limits)
+
+        def stop() -> None:
+            budget.stopped = f"chat template took longer than {limits.timeout:g} s to render"
+
         try:
-            for chunk in self._template.generate(**variables):
-                total += len(chunk)
-                if total > self.max_output_chars:
-                    raise TemplateError(f"chat template output exceeds {self.max_output_chars} characters")
-                if time.monotonic() > budget.deadline:
-                    raise TemplateError("chat template took too long to render")
-                chunks.append(chunk)
-        except TemplateError:
-            raise
+            return call_with_deadline(lambda: env.render(template, variables, budget), limits.timeout,
+                                      name="chat-template-render", on_timeout=stop)
+        except TimeoutError as exc:
+            raise TemplateError(f"chat template took longer than {limits.timeout:g} s to render") from exc
+        except TemplateError as exc:
+            raise TemplateError(_short(str(exc))) from exc
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"chat template failed: {exc}") from exc
+            raise TemplateError(_short(f"chat template failed: {exc}")) from exc
         except RecursionError as exc:
             raise TemplateError("chat template recursed too deeply") from exc
+        except MemoryError as exc:
+            raise TemplateError("chat template ran out of memory") from exc
         except Exception as exc:  # noqa: BLE001 - template code can raise anything
-            raise TemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            budget.deadline = 0.0
-        return "".join(chunks)
+            raise TemplateError(_short(f"chat template failed: {type(exc).__name__}: {exc}")) from exc
 
     def _render_builtin(self, messages: Iterable[Mapping[str, Any]], add_generation_prompt: bool) -> str:
         keep: list[Any] = []
@@ -302,3 +236,17 @@ class ChatTemplate:
             if n < size:
                 return ffi.unpack(buf, n).decode("utf-8", "replace")
             size = n + 1
+
+
+def _extra_variables(variables: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``variables`` and ``kwargs`` as one dict; a reserved or non-string name is a ``TemplateError``."""
+    if variables is not None and not isinstance(variables, Mapping):
+        raise TemplateError("chat template variables must be a mapping of names to values")
+    extra = {**(variables or {}), **kwargs}
+    for name in extra:
+        if not isinstance(name, str):
+            raise TemplateError(f"chat template variable names must be strings, not {type(name).__name__}")
+        if name in _RESERVED:
+            raise TemplateError(f"{name!r} cannot be passed as a chat template variable: the template "
+                                "already defines it")
+    return extra

@@ -83,8 +83,8 @@ def render_chat(engine: Engine, messages: list[ChatMessage], *, plan: ToolPlan |
     flat = [_flatten_content(m) for m in messages]
     if plan is not None:  # the tools go in as a system note, not through the template
         flat = messages_for_tools(flat, plan)
-    extra = dict(kwargs or {})
-    return template.render(flat, add_generation_prompt=add_generation_prompt, **extra)
+    # chat_template_kwargs as data, not as keywords: a reserved name is a TemplateError (400)
+    return template.render(flat, add_generation_prompt=add_generation_prompt, variables=kwargs)
 
 
 def _strip_bos(engine: Engine, prompt: str) -> str:
