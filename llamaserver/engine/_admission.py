@@ -188,6 +188,7 @@ class Admission:
         slot.begin(job, gen, full, n_reuse, n_sys, n_keep,
                    can_shift=w.can_shift and req.n_predict >= 0)
         w.occupy(slot)
+        gen.progress(n_reuse)
 
     # ------------------------------------------------------------------ embeddings
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from llama_ffi import StopMatcher, TokenDecoder, TokenProbs
 
-from .types import FinalEvent, Timings, TokenEvent
+from .types import FinalEvent, PromptProgress, Timings, TokenEvent
 
 if TYPE_CHECKING:
     from llama_ffi import Context, SamplerChain, Vocab
@@ -33,7 +33,7 @@ class Generation:
         "eog", "n_decoded", "out_tokens", "parts", "held_tokens", "held_probs", "truncated",
         "stopped_eos", "stopped_limit", "stopped_word", "stopping_word", "n_prompt_user",
         "n_prompt_eval", "n_cached", "t_start", "t_prompt_start", "t_prompt_end", "t_last",
-        "_send",
+        "timings_per_token", "return_progress", "_send",
     )
 
     def __init__(self, job: Job, chain: SamplerChain | None, vocab: Vocab,
@@ -48,6 +48,8 @@ class Generation:
         self.ignore_eos = req.sampling.ignore_eos
         self.n_predict = req.n_predict
         self.t_max_ms = max(0, req.t_max_predict_ms)
+        self.timings_per_token = req.timings_per_token
+        self.return_progress = req.return_progress
         self.eog = eog
         self._send = send
         self.n_decoded = 0
@@ -65,6 +67,13 @@ class Generation:
         self.t_prompt_end = self.t_last = 0.0
 
     # ------------------------------------------------------------------ the worker's calls
+
+    def progress(self, processed: int) -> None:
+        """Report how much of the prompt is in the slot (when the request asked)."""
+        if self.return_progress:
+            total = self.n_cached + self.n_prompt_eval
+            self._send(self.job, PromptProgress(total, self.n_cached, processed,
+                                                (_perf() - self.t_prompt_start) * 1000.0))
 
     def prompt_done(self) -> bool:
         """The prompt is evaluated; False when nothing is to be generated (n_predict 0)."""
@@ -142,7 +151,8 @@ class Generation:
 
     def _emit(self, text: str) -> None:
         self.parts.append(text)
-        event = TokenEvent(text, self.held_tokens, self.held_probs if self.n_probs else None)
+        event = TokenEvent(text, self.held_tokens, self.held_probs if self.n_probs else None,
+                           self.timings() if self.timings_per_token else None)
         self.held_tokens = []
         if self.n_probs:
             self.held_probs = []

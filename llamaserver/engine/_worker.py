@@ -38,7 +38,7 @@ from ._pump import EventPump, Outbox
 from ._shared import SharedPrefix
 from ._slot import GENERATING, IDLE, PROMPT, Slot
 from ._threadname import name_os_thread
-from .types import TokenEvent
+from .types import Embedding, FinalEvent
 
 if TYPE_CHECKING:
     from ._loader import Loaded
@@ -234,6 +234,8 @@ class Worker:
         for slot in list(self.active):
             if slot.i_batch >= 0:
                 self._after_decode(slot)
+            elif slot.state == PROMPT and slot.gen is not None and slot.gen.return_progress:
+                slot.gen.progress(slot.i_prompt)
         self._flush()
         m.on_step(_perf() - t0, t2 - t1, self._sample_s, n_gen, n_prompt)
 
@@ -245,6 +247,7 @@ class Worker:
             if slot.state == PROMPT:
                 slot.state = GENERATING
                 more = gen.prompt_done()
+                gen.progress(slot.i_prompt)
                 self.metrics.on_prompt_done(gen.n_prompt_eval,
                                             gen.t_prompt_end - gen.t_prompt_start)
                 if not more:
@@ -367,8 +370,8 @@ class Worker:
     # ------------------------------------------------------------------ event delivery
 
     def send(self, job: Any, item: Any) -> None:
-        if not isinstance(item, TokenEvent):
-            job.finished = True
+        if isinstance(item, (FinalEvent, Embedding, BaseException)):
+            job.finished = True  # the request's answer is complete
         loop = job.channel.loop
         items = self._outbox.get(loop)
         if items is None:

@@ -20,7 +20,8 @@ from llama_ffi import SamplerParams, TokenProbs
 if TYPE_CHECKING:
     from llama_ffi import Vocab
 
-__all__ = ["SystemPrompt", "GenerationRequest", "TokenProbs", "TokenEvent", "Timings",
+__all__ = ["SystemPrompt", "GenerationRequest", "TokenProbs", "TokenEvent", "PromptProgress",
+           "Timings",
            "FinalEvent", "Embedding", "SlotInfo", "LoraInfo", "SlotSaved", "SlotRestored",
            "SlotErased"]
 
@@ -72,6 +73,8 @@ class GenerationRequest:
     lora: Mapping[int, float] | None = None
     truncate: bool = True
     prompt_text: str = ""
+    timings_per_token: bool = False   # each TokenEvent carries the timings so far
+    return_progress: bool = False     # PromptProgress events while the prompt is evaluated
 
 
 @dataclass(slots=True)
@@ -85,6 +88,18 @@ class TokenEvent:
     text: str
     tokens: list[int]
     probs: list[TokenProbs] | None = None
+    timings: Timings | None = None    # with ``timings_per_token``
+
+
+@dataclass(frozen=True, slots=True)
+class PromptProgress:
+    """How far the prompt's evaluation is (``return_progress``): ``cache`` tokens were reused,
+    ``processed`` (cache included) of ``total`` are in the slot, ``time_ms`` since it began."""
+
+    total: int
+    cache: int
+    processed: int
+    time_ms: float
 
 
 @dataclass(frozen=True, slots=True)

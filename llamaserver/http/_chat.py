@@ -16,75 +16,21 @@ from ..engine import Engine, FinalEvent, PreparedRequest, TokenEvent
 from .._json_grammar import JSON_GRAMMAR
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
-from ._errors import invalid, not_supported
+from ._errors import invalid
 from ._llama_shapes import Pieces, timings
 from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, finish_reason, new_id, now,
                       stream_choices, usage)
 from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
-from ._tools import ToolPlan, messages_for_tools, plan_tools
+from ._chat_prompt import ChatTemplateOptions, render_chat
+from ._tools import ToolPlan, plan_tools
 
 
-class ChatMessage(ApiModel):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-
-class ChatRequest(OpenAIOptions):
-    messages: list[ChatMessage] = Field(min_length=1)
+class ChatRequest(OpenAIOptions, ChatTemplateOptions):
     max_completion_tokens: JsonInt | None = Field(None, ge=-1, le=2**31 - 1)
     logprobs: bool = False
     top_logprobs: JsonInt | None = Field(None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
-    tools: list[Any] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    chat_template_kwargs: dict[str, Any] | None = None
-    add_generation_prompt: bool = True
-
-
-class TemplateRequest(ApiModel):
-    messages: list[ChatMessage] = Field(min_length=1)
-    tools: list[Any] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    chat_template_kwargs: dict[str, Any] | None = None
-    add_generation_prompt: bool = True
-
-
-def _flatten_content(message: ChatMessage) -> dict[str, Any]:
-    """A message as the template sees it: extra fields kept, text parts joined."""
-    data = message.model_dump(exclude_none=True)
-    content = message.content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            kind = part.get("type")
-            if kind == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif kind in ("image_url", "input_audio", "input_video", "image", "file"):
-                raise not_supported(f"'{kind}' message content is not supported by this "
-                                    "server (it has no multimodal projector)")
-            else:
-                raise invalid("message content parts must be {\"type\": \"text\", \"text\": ...}")
-        data["content"] = "\n".join(texts)
-    elif content is None:
-        data["content"] = ""
-    return data
-
-
-def render_chat(engine: Engine, messages: list[ChatMessage], *, plan: ToolPlan | None = None,
-                add_generation_prompt: bool = True,
-                kwargs: dict[str, Any] | None = None) -> str:
-    template = engine.chat_template
-    if template is None:
-        raise invalid("This model has no chat template; start the server with "
-                      "--chat-template")
-    flat = [_flatten_content(m) for m in messages]
-    if plan is not None:  # the tools go in as a system note, not through the template
-        flat = messages_for_tools(flat, plan)
-    # chat_template_kwargs as data, not as keywords: a reserved name is a TemplateError (400)
-    return template.render(flat, add_generation_prompt=add_generation_prompt, variables=kwargs)
 
 
 def _strip_bos(engine: Engine, prompt: str) -> str:
@@ -119,7 +65,7 @@ def _response_format_grammar(opts: ChatRequest) -> str | None:
 
 
 def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest
-                 ) -> tuple[list[PreparedRequest], ToolPlan | None]:
+                 ) -> tuple[list[PreparedRequest], ToolPlan | None, str]:
     """Tools, grammar, template and sampler chains of a chat request: the blocking part."""
     plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
     if plan is not None:
@@ -129,11 +75,10 @@ def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest
         grammar = plan.grammar
     else:
         grammar = _response_format_grammar(opts)
-    rendered = render_chat(engine, opts.messages, plan=plan,
-                           add_generation_prompt=opts.add_generation_prompt,
-                           kwargs=opts.chat_template_kwargs)
-    prompt = _strip_bos(engine, rendered)
-    return resolve_choices(engine, ctx.settings, opts, [prompt], opts.n, grammar=grammar), plan
+    rendered = render_chat(engine, opts, plan=plan)
+    prompt = _strip_bos(engine, rendered.text)
+    prepared = resolve_choices(engine, ctx.settings, opts, [prompt], opts.n, grammar=grammar)
+    return prepared, plan, rendered.prefill
 
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
@@ -144,16 +89,16 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             opts.max_tokens = opts.max_completion_tokens
         if opts.logprobs and not opts.n_probs:
             opts.n_probs = max(opts.top_logprobs or 0, 1)
-        prepared, plan = await ctx.run_blocking(prepare_chat, ctx, engine, opts)
+        prepared, plan, prefill = await ctx.run_blocking(prepare_chat, ctx, engine, opts)
         sources = await open_all(ctx, prepared)
         head = {"id": new_id("chatcmpl"), "created": now(),
                 "model": opts.model or ctx.model_id, "system_fingerprint": ctx.fingerprint}
         if opts.stream:
-            return sse_response(_stream(ctx.pieces, sources, head, opts, plan))
+            return sse_response(_stream(ctx.pieces, sources, head, opts, plan, prefill))
         outcomes = await drain_all(sources)
         choices = []
         for index, outcome in enumerate(outcomes):
-            message, finish = _message(outcome.final, plan)
+            message, finish = _message(outcome.final, plan, prefill)
             logprobs = chat_logprobs(ctx.pieces, outcome.probs) if opts.logprobs else None
             choices.append({"index": index, "message": message, "logprobs": logprobs,
                             "finish_reason": finish})
@@ -169,22 +114,22 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/apply-template")
     async def apply_template() -> Response:
-        opts = validate(TemplateRequest, await read_json_object(request))
+        opts = validate(ChatTemplateOptions, await read_json_object(request))
         engine = ctx.ready_engine()
 
         def render() -> str:
             plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
-            return render_chat(engine, opts.messages, plan=plan,
-                               add_generation_prompt=opts.add_generation_prompt,
-                               kwargs=opts.chat_template_kwargs)
+            return render_chat(engine, opts, plan=plan).text
 
         return json_response({"prompt": await ctx.run_blocking(render)})
 
 
-def _message(final: FinalEvent, plan: ToolPlan | None) -> tuple[dict[str, Any], str]:
-    """The assistant message and finish_reason of one choice."""
+def _message(final: FinalEvent, plan: ToolPlan | None, prefill: str = ""
+             ) -> tuple[dict[str, Any], str]:
+    """The assistant message and finish_reason of one choice (a continued message's text
+    starts the content, as upstream's generation prompt does)."""
     if plan is None:
-        return {"role": "assistant", "content": final.content}, finish_reason(final)
+        return {"role": "assistant", "content": prefill + final.content}, finish_reason(final)
     content, calls = plan.read(final.content)
     if calls:
         return {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
@@ -192,7 +137,7 @@ def _message(final: FinalEvent, plan: ToolPlan | None) -> tuple[dict[str, Any], 
 
 
 def _stream(pieces: Pieces, sources: list[Any], head: dict[str, Any], opts: ChatRequest,
-            plan: ToolPlan | None) -> AsyncIterator[bytes]:
+            plan: ToolPlan | None, prefill: str) -> AsyncIterator[bytes]:
     def choice(index: int, event: TokenEvent | FinalEvent) -> ChoiceChunks:
         if plan is not None:
             # The JSON answer is read whole: nothing goes out until it is complete.
@@ -213,7 +158,13 @@ def _stream(pieces: Pieces, sources: list[Any], head: dict[str, Any], opts: Chat
         return {"index": index, "delta": {"content": event.text}, "logprobs": logprobs,
                 "finish_reason": None}
 
-    opening = [{"index": index, "delta": {"role": "assistant", "content": ""},
-                "logprobs": None, "finish_reason": None} for index in range(len(sources))]
+    def start(index: int) -> dict[str, Any]:
+        return {"index": index, "delta": {"role": "assistant", "content": ""},
+                "logprobs": None, "finish_reason": None}
+
+    opening = [start(index) for index in range(len(sources))]
+    if prefill and plan is None:
+        opening += [{**start(index), "delta": {"content": prefill}}
+                    for index in range(len(sources))]
     return stream_choices(sources, {**head, "object": "chat.completion.chunk"}, opts,
-                          opening, choice)
+                          opening, choice, start)

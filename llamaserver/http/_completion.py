@@ -10,11 +10,11 @@ from quart import Blueprint, Response, request
 
 from llama_ffi import Vocab
 
-from ..engine import FinalEvent, TokenEvent
+from ..engine import FinalEvent, PromptProgress, TokenEvent
 from ._body import JsonInt, read_json_object, validate
 from ._context import ApiContext, dumps, json_response
 from ._errors import invalid, not_supported
-from ._llama_shapes import probability_entry, timings
+from ._llama_shapes import probability_entry, progress, timings
 from ._options import GenerationOptions
 from ._resolve import grammar_of, resolve
 from ._streaming import EventSource, Outcome, sse_error, sse_event, sse_response
@@ -78,10 +78,15 @@ def final_payload(ctx: ApiContext, source: EventSource, outcome: Outcome,
     return payload
 
 
-def partial_payload(ctx: ApiContext, event: TokenEvent, opts: GenerationOptions
-                    ) -> dict[str, Any]:
+def partial_payload(ctx: ApiContext, event: TokenEvent | PromptProgress,
+                    opts: GenerationOptions) -> dict[str, Any]:
+    if isinstance(event, PromptProgress):
+        return {"content": "", "stop": False, "index": 0, "tokens": [],
+                "prompt_progress": progress(event)}
     payload: dict[str, Any] = {"content": event.text, "stop": False, "index": 0,
                                "tokens": list(event.tokens)}
+    if event.timings is not None:
+        payload["timings"] = timings(event.timings)
     if (opts.n_probs or 0) > 0:
         pieces = ctx.pieces
         payload["completion_probabilities"] = [probability_entry(pieces, p)
@@ -104,7 +109,7 @@ async def _stream(ctx: ApiContext, source: EventSource, opts: GenerationOptions
         async for event in source.events():
             if isinstance(event, FinalEvent):
                 yield sse_event(final_payload(ctx, source, Outcome(event), opts, streamed=True))
-            elif event.text or event.probs:
+            elif isinstance(event, PromptProgress) or event.text or event.probs:
                 yield sse_event(partial_payload(ctx, event, opts))
     except Exception as exc:
         yield sse_error(exc)

@@ -21,7 +21,7 @@ from llama_ffi import SamplerParams
 if TYPE_CHECKING:
     from llama_ffi import Vocab
 
-    from ..engine import GenerationRequest, SlotInfo, Timings, TokenProbs
+    from ..engine import GenerationRequest, PromptProgress, SlotInfo, Timings, TokenProbs
 
 # SamplerParams fields shown under another name, or not at all
 _RENAMED = {"penalty_prompt_tokens": None, "logit_bias": None}
@@ -101,6 +101,12 @@ def timings(t: Timings) -> dict[str, Any]:
         "predicted_per_second": (1000.0 * t.predicted_n / t.predicted_ms
                                  if t.predicted_ms > 0 else 0.0),
     }
+
+
+def progress(p: PromptProgress) -> dict[str, Any]:
+    """``prompt_progress`` (``return_progress``): the share done is processed/total."""
+    return {"total": p.total, "cache": p.cache, "processed": p.processed,
+            "time_ms": int(p.time_ms)}
 
 
 def slot_entry(info: SlotInfo, settings: dict[str, Any]) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def _stream(pieces: Pieces, sources: list[Any], head: dict[str, Any], echoes: li
         return {"text": event.text, "index": index, "logprobs": logprobs,
                 "finish_reason": None}
 
-    opening = [{"text": echo, "index": index, "logprobs": None, "finish_reason": None}
-               for index, echo in enumerate(echoes) if echo]
-    return stream_choices(sources, head, opts, opening, choice)
+    def start(index: int) -> dict[str, Any]:
+        return {"text": "", "index": index, "logprobs": None, "finish_reason": None}
+
+    opening = [{**start(index), "text": echo} for index, echo in enumerate(echoes) if echo]
+    return stream_choices(sources, head, opts, opening, choice, start)

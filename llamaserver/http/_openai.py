@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import Field
 
-from ..engine import FinalEvent, TokenEvent, TokenProbs
+from ..engine import FinalEvent, PromptProgress, TokenEvent, TokenProbs
 from ._body import JsonInt
-from ._llama_shapes import Pieces, logprob, timings
+from ._llama_shapes import Pieces, logprob, progress, timings
 from ._options import GenerationOptions
 from ._streaming import SSE_DONE, EventSource, merge_events, sse_error, sse_event
 
@@ -98,14 +98,16 @@ def _as_list(parts: ChoiceChunks) -> list[dict[str, Any]]:
 
 async def stream_choices(sources: Sequence[EventSource], head: dict[str, Any],
                          opts: OpenAIOptions, opening: list[dict[str, Any]],
-                         choice: Callable[[int, TokenEvent | FinalEvent], ChoiceChunks]
-                         ) -> AsyncIterator[bytes]:
+                         choice: Callable[[int, TokenEvent | FinalEvent], ChoiceChunks],
+                         start: Callable[[int], dict[str, Any]]) -> AsyncIterator[bytes]:
     """The SSE body of a streamed OpenAI completion (chat or text).
 
     ``opening`` choices go first, one chunk each; then the chunks that ``choice(index, event)``
     makes of each event of every source (a choice, a list of them, or None for none; the last
     chunk of the last choice to finish also carries the timings); then the usage when the
-    client asked for it, and ``[DONE]``.
+    client asked for it, and ``[DONE]``.  Prompt progress (``return_progress``) goes out as
+    ``start(index)``'s empty choice with ``prompt_progress``; ``timings_per_token`` adds the
+    timings to every chunk.
     """
     finals: dict[int, FinalEvent] = {}
     try:
@@ -120,9 +122,15 @@ async def stream_choices(sources: Sequence[EventSource], head: dict[str, Any],
                     if len(finals) == len(sources) and k == len(parts) - 1:
                         chunk["timings"] = timings(event.timings)
                     yield sse_event(chunk)
+            elif isinstance(event, PromptProgress):
+                yield sse_event({**head, "choices": [start(index)],
+                                 "prompt_progress": progress(event)})
             elif event.text or event.probs:
                 for part in _as_list(choice(index, event)):
-                    yield sse_event({**head, "choices": [part]})
+                    chunk = {**head, "choices": [part]}
+                    if event.timings is not None:
+                        chunk["timings"] = timings(event.timings)
+                    yield sse_event(chunk)
         if include_usage(opts):
             ordered = [finals[i] for i in sorted(finals)]
             yield sse_event({**head, "choices": [], "usage": usage(ordered, opts.n)})

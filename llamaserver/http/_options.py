@@ -77,3 +77,5 @@ class GenerationOptions(ApiModel):
     t_max_predict_ms: Count | None = None
     return_tokens: bool = False
     lora: list[LoraScale] | None = None
+    timings_per_token: bool | None = None
+    return_progress: bool | None = None

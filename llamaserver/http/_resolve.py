@@ -102,14 +102,17 @@ def resolve(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
         request.t_max_predict_ms = opts.t_max_predict_ms
     if opts.lora is not None:
         request.lora = scales_by_id(opts.lora)
+    request.timings_per_token = bool(opts.timings_per_token)
+    request.return_progress = bool(opts.return_progress and opts.stream)
     return engine.prepare(request)
 
 
 def resolve_choices(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
                     prompts: Sequence[str | Sequence[int | str]], n: int, *,
-                    grammar: str | None) -> list[PreparedRequest]:
+                    grammar: str | None, truncate: bool = False) -> list[PreparedRequest]:
     """``n`` prepared requests per prompt, each choice with its own seed (blocking); all or
-    none."""
+    none.  OpenAI's endpoints answer a prompt too long for a slot with today's
+    ``exceed_context_size_error`` rather than the seed's truncation."""
     base_seed = effective_seed(opts, settings)
     prepared: list[PreparedRequest] = []
     try:
@@ -117,7 +120,7 @@ def resolve_choices(engine: Engine, settings: ServerSettings, opts: GenerationOp
             for j in range(n):
                 seed = base_seed if base_seed == RANDOM_SEED else (base_seed + j) & RANDOM_SEED
                 prepared.append(resolve(engine, settings, opts, prompt, grammar=grammar,
-                                        seed=seed))
+                                        seed=seed, truncate=truncate))
     except BaseException:
         for p in prepared:
             p.close()

@@ -15,7 +15,8 @@ from typing import Any
 
 from quart import Response
 
-from ..engine import FinalEvent, PreparedRequest, RequestStream, TokenEvent, TokenProbs
+from ..engine import (FinalEvent, PreparedRequest, PromptProgress, RequestStream, TokenEvent,
+                      TokenProbs)
 from ._context import ApiContext, dumps
 from ._errors import ApiError, to_api_error
 
@@ -107,7 +108,7 @@ class EventSource:
             async for event in self.events():
                 if isinstance(event, FinalEvent):
                     return Outcome(event, probs)
-                if event.probs:
+                if not isinstance(event, PromptProgress) and event.probs:
                     probs.extend(event.probs)
         finally:
             await self.close()
