@@ -48,6 +48,7 @@ from .types import (
     SlotSaved,
     SystemPrompt,
     Timings,
+    TokenBudget,
     TokenEvent,
     TokenProbs,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "RequestStream",
     "GenerationRequest",
     "SystemPrompt",
+    "TokenBudget",
     "TokenEvent",
     "TokenProbs",
     "PromptProgress",

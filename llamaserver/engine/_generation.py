@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from llama_ffi import StopMatcher, TokenDecoder, TokenProbs
 
+from ._budget import BudgetTracker
 from .types import FinalEvent, PromptProgress, Timings, TokenEvent
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class Generation:
         "eog", "n_decoded", "out_tokens", "parts", "held_tokens", "held_probs", "truncated",
         "stopped_eos", "stopped_limit", "stopped_word", "stopping_word", "n_prompt_user",
         "n_prompt_eval", "n_cached", "t_start", "t_prompt_start", "t_prompt_end", "t_last",
-        "timings_per_token", "return_progress", "_send",
+        "timings_per_token", "return_progress", "budget", "_send",
     )
 
     def __init__(self, job: Job, chain: SamplerChain | None, vocab: Vocab,
@@ -50,6 +51,7 @@ class Generation:
         self.t_max_ms = max(0, req.t_max_predict_ms)
         self.timings_per_token = req.timings_per_token
         self.return_progress = req.return_progress
+        self.budget = BudgetTracker(req.budget) if req.budget is not None else None
         self.eog = eog
         self._send = send
         self.n_decoded = 0
@@ -91,7 +93,12 @@ class Generation:
         """
         chain = self.chain
         assert chain is not None
-        if self.n_probs:
+        budget = self.budget
+        forced = budget.next_forced() if budget is not None else -1
+        if forced >= 0:  # the budget ran out: write its closing tokens, not a sample
+            chain.accept(forced)
+            tok, probs = forced, None
+        elif self.n_probs:
             probs = chain.sample_probs(ctx, i, self.n_probs)
             tok = probs.token
         else:
@@ -107,6 +114,8 @@ class Generation:
         if probs is not None:
             self.held_probs.append(probs)
         piece = self.decoder.feed(tok)
+        if budget is not None:
+            budget.on_token(piece)
         if piece:
             stop = self.stop
             text, word = stop.feed(piece) if stop.active else (piece, None)

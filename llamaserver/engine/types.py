@@ -20,7 +20,7 @@ from llama_ffi import SamplerParams, TokenProbs
 if TYPE_CHECKING:
     from llama_ffi import Vocab
 
-__all__ = ["SystemPrompt", "GenerationRequest", "TokenProbs", "TokenEvent", "PromptProgress",
+__all__ = ["SystemPrompt", "TokenBudget", "GenerationRequest", "TokenProbs", "TokenEvent", "PromptProgress",
            "Timings",
            "FinalEvent", "Embedding", "SlotInfo", "LoraInfo", "SlotSaved", "SlotRestored",
            "SlotErased"]
@@ -44,6 +44,17 @@ class SystemPrompt:
         """Tokenized as the seed did: BOS first, special tokens parsed."""
         tokens = vocab.tokenize(text, add_special=True, parse_special=True) if text else []
         return cls(text, tuple(tokens), user_name, assistant_name)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBudget:
+    """At most ``n`` generated tokens between ``start`` (None: from the first token) and
+    ``end``; past that the engine writes ``forced`` (which should end with ``end``)."""
+
+    end: str
+    n: int
+    forced: tuple[int, ...]
+    start: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +84,7 @@ class GenerationRequest:
     lora: Mapping[int, float] | None = None
     truncate: bool = True
     prompt_text: str = ""
+    budget: TokenBudget | None = None  # e.g. a thinking budget
     timings_per_token: bool = False   # each TokenEvent carries the timings so far
     return_progress: bool = False     # PromptProgress events while the prompt is evaluated
 

@@ -400,3 +400,30 @@ async def test_unexpected_failure_fails_one_request_not_the_engine(engine):
     final = await engine.submit(greedy("The capital of France is", 4, system_prompt="")).result()
     assert "Paris" in final.content
     engine.set_system_prompt(SystemPrompt())
+
+
+async def test_token_budget_forces_the_end_of_a_span(engine):
+    from llamaserver.engine import TokenBudget
+
+    vocab = engine.vocab
+    forced = tuple(vocab.tokenize(" Enough.</think>", add_special=False, parse_special=True))
+    free = await engine.submit(greedy("Let me think about llamas.", 12, ignore_eos=True)).result()
+    budget = TokenBudget(end="</think>", n=3, forced=forced)
+    final = await engine.submit(greedy("Let me think about llamas.", 12, ignore_eos=True,
+                                       budget=budget)).result()
+    # three tokens as sampled, then the forced ones, then sampling again
+    assert final.tokens[:3] == free.tokens[:3]
+    assert final.tokens[3:3 + len(forced)] == list(forced)
+    assert "</think>" in final.content and final.tokens_predicted == 12
+    # a span that closes by itself before its budget is left alone
+    closing = TokenBudget(end=vocab.detokenize(free.tokens[:2]), n=50, forced=forced)
+    untouched = await engine.submit(greedy("Let me think about llamas.", 12, ignore_eos=True,
+                                           budget=closing)).result()
+    assert untouched.tokens == free.tokens
+    # the budget opens only at its start marker
+    start = vocab.detokenize(free.tokens[4:6])
+    late = TokenBudget(start=start, end="</think>", n=2, forced=forced)
+    opened = await engine.submit(greedy("Let me think about llamas.", 16, ignore_eos=True,
+                                        budget=late)).result()
+    assert opened.tokens[:8] == free.tokens[:8]
+    assert opened.tokens[8:8 + len(forced)] == list(forced)
