@@ -33,18 +33,17 @@ def _version() -> str:
 
 
 def _devices() -> str:
-    lines = ["Available devices:"]
     try:
         from llama_ffi import lib, native_manifest
 
         backend = native_manifest().get("backend", "cpu")
         gpu = bool(lib.llama_supports_gpu_offload())
-    except Exception as exc:
+    except Exception as exc:  # no native build: say so rather than fail
         return f"Available devices: unknown ({exc})"
-    if gpu:
-        lines.append(f"  {backend}: offload supported (-ngl N); devices are chosen by libllama")
-    lines.append("  cpu: always")
-    return "\n".join(lines)
+    if not gpu:
+        return f"Available devices: none (a {backend} build: everything runs on the CPU)"
+    return (f"Available devices: the {backend} backend's GPUs (libllama chooses them; "
+            "-ngl N offloads layers, -mg and -ts place them)")
 
 
 def _cache_list() -> str:

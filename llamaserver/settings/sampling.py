@@ -166,9 +166,12 @@ class SamplingSettings(Group):
     def _breakers(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [value]
-        if isinstance(value, (list, tuple)) and "none" in value:
-            return []
-        return value
+        if not isinstance(value, (list, tuple)):
+            return value
+        breakers: list[Any] = []
+        for item in value:  # as upstream: "none" drops the breakers given so far
+            breakers = [] if item == "none" else [*breakers, item]
+        return breakers
 
     @field_validator("logit_bias", mode="before")
     @classmethod

@@ -141,6 +141,22 @@ def test_help_lists_env_vars() -> None:
     assert "LLAMA_ARG_CTX_SIZE" in text and "--system-prompt-file" in text
 
 
+def test_help_is_grouped_and_names_every_flag_without_a_field() -> None:
+    from llamaserver.settings import upstream
+
+    text = build_parser().format_help()
+    titles = ["model:", "chat template and reasoning:", "sampling (the defaults of every "
+              "request):", "server:", "llama-server flags accepted but not applied yet",
+              "llama-server flags accepted with no effect here",
+              "llama-server flags refused"]
+    positions = [text.index(title) for title in titles]
+    assert positions == sorted(positions)
+    words = set(text.replace(",", " ").replace("/", " ").split())
+    missing = [f for row in upstream.ROWS for f in row.flags + row.negative if f not in words]
+    assert missing == []
+    assert text.startswith("usage: llamaserver [options]\n")
+
+
 def test_module_entry_point_help() -> None:
     result = subprocess.run([sys.executable, "-m", "llamaserver", "--help"],
                             capture_output=True, text=True, timeout=60)

@@ -86,6 +86,8 @@ def test_sampler_order_and_breakers_spellings() -> None:
                       ).default_sampler_params().samplers == ["top_k", "temp", "min-p"]
     assert ServerSettings(dry_sequence_breakers="none").default_sampler_params(
     ).dry_sequence_breakers == ()
+    assert parse_args(["--dry-sequence-breaker", "none", "--dry-sequence-breaker", "|"],
+                      environ={}).dry_sequence_breakers == ["|"]
     for bad in ({"samplers": "top_k;adaptive_p"}, {"sampling_seq": "ka"},
                 {"sampling_seq": "kq"}, {"samplers": "top_k", "sampling_seq": "k"},
                 {"logit_bias": ["15043*2"]}, {"logit_bias": ["15043+inf"]},

@@ -272,3 +272,24 @@ def test_no_flag_is_both_a_field_and_a_row() -> None:
     assert field_flags & row_flags == set()
     assert all(row.kind in (upstream.PENDING, upstream.IGNORED, upstream.REFUSED)
                for row in upstream.ROWS)
+
+
+@pytest.mark.parametrize("flag,expected", [
+    ("--version", "llamaserver 0.1.0 (llama.cpp 0c1e57098"),
+    ("--completion-bash", "complete -o default -F _llamaserver_complete llamaserver"),
+    ("--list-devices", "Available devices:"),
+    ("--cache-list", "models in the cache ("),
+])
+def test_print_and_exit_flags(flag: str, expected: str, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LLAMASERVER_CACHE", str(tmp_path))
+    (tmp_path / "cached.gguf").write_bytes(b"GGUF")
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([flag], environ={})
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and expected in out
+    if flag == "--completion-bash":
+        assert "--spec-type" in out and "--temp" in out
+    if flag == "--cache-list":
+        assert "   1. cached.gguf" in out
