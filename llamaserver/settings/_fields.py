@@ -4,12 +4,13 @@ the value types and the spellings of booleans and lists that llama-server accept
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict
 
-__all__ = ["CacheType", "Finite", "Group", "GROUPS", "TRUE", "FALSE", "cli", "negative_env",
-           "split_list", "to_switch"]
+__all__ = ["CacheType", "Finite", "Group", "GROUPS", "TRUE", "FALSE", "cli", "existing_file",
+           "negative_env", "split_list", "to_switch"]
 
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
@@ -46,6 +47,14 @@ def cli(*flags: str, group: str, env: str | None = None, negative: tuple[str, ..
         extra["negative_flags"] = list(negative)
     extra.update(argparse_hints)
     return extra
+
+
+def existing_file(value: Path | None) -> Path | None:
+    """A file the server reads at start-up must be there: a missing one is a start-up error
+    naming the flag, not a failure later (as llama-server reads them while parsing)."""
+    if value is not None and not Path(value).expanduser().is_file():
+        raise ValueError(f"file not found: {value}")
+    return value
 
 
 def negative_env(env: str) -> str:

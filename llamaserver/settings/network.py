@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from ._fields import SERVER, Group, cli, split_list
+from ._fields import SERVER, Group, cli, existing_file, split_list
 
 __all__ = ["NetworkSettings", "is_unix_socket"]
 
@@ -142,6 +142,11 @@ class NetworkSettings(Group):
                                  "localhost)")
             out.append(normal)
         return out or ["*"]
+
+    @field_validator("api_key_file", "ssl_key_file", "ssl_cert_file")
+    @classmethod
+    def _server_files_exist(cls, value: Path | None) -> Path | None:
+        return existing_file(value)
 
     @field_validator("media_path")
     @classmethod

@@ -210,3 +210,25 @@ def test_logging_fields() -> None:
             "%(asctime)s %(levelname)s %(name)s: %(message)s")
     finally:
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+
+
+@pytest.mark.parametrize("field", ["api_key_file", "ssl_key_file", "ssl_cert_file",
+                                   "chat_template_file", "system_prompt_file"])
+def test_files_read_at_start_must_exist(field: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="file not found"):
+        ServerSettings(**{field: tmp_path / "missing"})
+
+
+def test_every_group_validator_reaches_server_settings() -> None:
+    # validators are found by method name: two groups using one name would lose one
+    from llamaserver.settings import (chat, context, hardware, logs, model, network, rope,
+                                      sampling, upstream)
+
+    groups = [chat.ChatSettings, context.ContextSettings, hardware.HardwareSettings,
+              logs.LogSettings, model.ModelSettings, network.NetworkSettings,
+              rope.RopeSettings, sampling.SamplingSettings, upstream.UpstreamOnly]
+    names = [name for group in groups for kind in ("field_validators", "model_validators")
+             for name in getattr(group.__pydantic_decorators__, kind)]
+    assert len(names) == len(set(names))
+    ours = ServerSettings.__pydantic_decorators__
+    assert set(names) == set(ours.field_validators) | set(ours.model_validators)

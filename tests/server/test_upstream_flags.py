@@ -59,8 +59,10 @@ VALUES = {
     "--chat-template": "chatml", "-mu": "https://example.org/model.gguf",
 }
 # Flags that need a companion to make sense (our rules, as in the seed).
-COMPANIONS = {"-hff": ["-hf", "user/repo"], "--ssl-key-file": ["--ssl-cert-file", "cert.pem"],
-              "--ssl-cert-file": ["--ssl-key-file", "key.pem"]}
+# ("@FLAG": the file made for FLAG)
+COMPANIONS = {"-hff": ["-hf", "user/repo"],
+              "--ssl-key-file": ["--ssl-cert-file", "@--ssl-cert-file"],
+              "--ssl-cert-file": ["--ssl-key-file", "@--ssl-key-file"]}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "schema.json").write_text('{"type": "object"}')
     (root / "keys.txt").write_text("# comment\nkey-1\n")
     (root / "media").mkdir()
+    (root / "template.jinja").write_text("{{ messages }}")
+    for name in ("key.pem", "cert.pem"):
+        (root / name).write_text("-----BEGIN-----\n")
     return {"--grammar-file": str(root / "grammar.gbnf"), "-jf": str(root / "schema.json"),
-            "--api-key-file": str(root / "keys.txt"), "--media-path": str(root / "media")}
+            "--api-key-file": str(root / "keys.txt"), "--media-path": str(root / "media"),
+            "--chat-template-file": str(root / "template.jinja"),
+            "--ssl-key-file": str(root / "key.pem"), "--ssl-cert-file": str(root / "cert.pem")}
 
 
 def _value(option: UpstreamOption, files: dict[str, str]) -> list[str]:
@@ -101,8 +108,9 @@ def _expected_error(flag: str, argv: list[str]) -> str | None:
     return None
 
 
-def _companion(option: UpstreamOption) -> list[str]:
-    return next((COMPANIONS[f] for f in option.flags if f in COMPANIONS), [])
+def _companion(option: UpstreamOption, files: dict[str, str]) -> list[str]:
+    words = next((COMPANIONS[f] for f in option.flags if f in COMPANIONS), [])
+    return [files[w[1:]] if w.startswith("@") else w for w in words]
 
 
 def _cases(files: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
@@ -110,7 +118,7 @@ def _cases(files: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
         value = _value(option, files)
         for flag in option.flags + option.negative:
             taken = value if flag in option.flags else []
-            yield flag, [flag, *taken, *_companion(option)]
+            yield flag, [flag, *taken, *_companion(option, files)]
 
 
 def test_the_flag_list_is_read_from_arg_cpp() -> None:
@@ -172,7 +180,7 @@ def test_every_environment_variable_acts_as_its_flag(
             cases += [({option.env: "0"}, [option.negative[0]]),
                       ({negative_env: "1"}, [option.negative[0]])]
         for environ, argv in cases:
-            companion = _companion(option)
+            companion = _companion(option, files)
             try:
                 by_env = _comparable(parse_args(companion, environ=environ))
             except SystemExit as exit_:
