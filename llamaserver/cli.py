@@ -18,7 +18,7 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -270,12 +270,13 @@ def parse_args(argv: Sequence[str] | None = None,
     given = namespace.pop(_ROWS_DEST, {})
     flagged = {upstream.find(spelling) for spelling in given}
     rows = {name: value for name, value in rows.items() if upstream.find(name) not in flagged}
+    from_env = set(values) - set(namespace)
     values.update(namespace)
     values[_ROWS_DEST] = {**rows, **given}  # a flag wins over its row's variable
     try:
         settings = ServerSettings(**values)
     except ValidationError as exc:
-        parser.error(_describe(exc))
+        parser.error(_describe(exc, from_env))
     has_model = any((settings.model, settings.model_url, settings.hf_repo))
     reason = upstream.check(settings.not_applied, has_model=has_model)
     if reason:
@@ -283,13 +284,16 @@ def parse_args(argv: Sequence[str] | None = None,
     return settings
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, from_env: Set[str] = frozenset()) -> str:
+    """One line for a failed validation, naming flags (or the variable a value came from)."""
     lines = []
     for err in exc.errors():
         loc = err.get("loc") or ()
         field = ServerSettings.model_fields.get(str(loc[0])) if loc else None
-        flags = _extra(field).get("flags") if field is not None else None
-        where = "/".join(flags) if flags else ".".join(map(str, loc))
+        extra = _extra(field) if field is not None else {}
+        where = "/".join(extra.get("flags", ())) or ".".join(map(str, loc))
+        if loc and loc[0] in from_env and extra.get("env"):
+            where = f"{extra['env']} ({where})"
         message = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{where}: {message}" if where else message)
     return "; ".join(lines)

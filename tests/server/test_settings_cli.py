@@ -116,6 +116,10 @@ def test_bad_environment_value_is_a_usage_error(capsys: pytest.CaptureFixture[st
         parse_args([], environ={"LLAMA_ARG_EMBEDDINGS": "perhaps"})
     assert info.value.code == 1
     assert "LLAMA_ARG_EMBEDDINGS='perhaps'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args([], environ={"LLAMA_ARG_CTX_SIZE": "big"})
+    assert capsys.readouterr().err.startswith(
+        "llamaserver: error: LLAMA_ARG_CTX_SIZE (-c/--ctx-size/--ctx_size): Input should be")
 
 
 def test_bounds_are_checked_for_python_callers_too() -> None:
