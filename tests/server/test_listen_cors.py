@@ -77,9 +77,10 @@ def test_every_host_is_served(multi: tuple[Serving, Path, int]) -> None:
     def healthy(client: httpx.Client) -> bool:
         return client.get("/health").status_code == 200
 
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as one, \
-            httpx.Client(base_url=f"http://127.0.0.2:{port}") as two, \
-            httpx.Client(base_url="http://llama", transport=httpx.HTTPTransport(
+    # the first decode may take seconds on a busy machine: wait as the other server tests do
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as one, \
+            httpx.Client(base_url=f"http://127.0.0.2:{port}", timeout=120) as two, \
+            httpx.Client(base_url="http://llama", timeout=120, transport=httpx.HTTPTransport(
                 uds=str(sock_path))) as uds:
         assert wait_until(lambda: healthy(uds), 120)
         assert healthy(one) and healthy(two)
