@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ._fields import CHAT, Group, cli, existing_file, to_switch
+from ._fields import CHAT, Group, cli, to_switch
 
 __all__ = ["ChatSettings"]
 
@@ -87,11 +87,6 @@ class ChatSettings(Group):
             if not isinstance(value, dict):
                 raise ValueError("must be a JSON object")
         return value
-
-    @field_validator("chat_template_file")
-    @classmethod
-    def _template_file_exists(cls, value: Path | None) -> Path | None:
-        return existing_file(value)
 
     @field_validator("reasoning", mode="before")
     @classmethod

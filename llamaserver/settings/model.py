@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from ._fields import MODEL, Group, cli, existing_file, split_list
+from ._fields import MODEL, Group, cli, split_list
 
 __all__ = ["ModelSettings"]
 
@@ -93,11 +93,6 @@ class ModelSettings(Group):
         if isinstance(names, list):
             return list(dict.fromkeys(names))  # upstream keeps a set: each name once
         return names
-
-    @field_validator("system_prompt_file")
-    @classmethod
-    def _prompt_file_exists(cls, value: Path | None) -> Path | None:
-        return existing_file(value)
 
     @field_validator("lora", mode="before")
     @classmethod

@@ -212,8 +212,8 @@ def test_logging_fields() -> None:
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
 
 
-@pytest.mark.parametrize("field", ["api_key_file", "ssl_key_file", "ssl_cert_file",
-                                   "chat_template_file", "system_prompt_file"])
+# (the chat template and -spf files are read, and checked, by llamaserver._engine_config)
+@pytest.mark.parametrize("field", ["api_key_file", "ssl_key_file", "ssl_cert_file"])
 def test_files_read_at_start_must_exist(field: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="file not found"):
         ServerSettings(**{field: tmp_path / "missing"})
