@@ -24,13 +24,29 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def level(settings: ServerSettings) -> int:
+    """The root level: -v shows everything; -lv N counts as llama-server does (0-1 errors,
+    2 warnings, 3 information, 4 and up debug)."""
+    if settings.verbose:
+        return logging.DEBUG
+    if settings.verbosity is None:
+        return logging.INFO
+    return ((logging.ERROR, logging.ERROR, logging.WARNING, logging.INFO)[settings.verbosity]
+            if settings.verbosity < 4 else logging.DEBUG)
+
+
 def configure_logging(settings: ServerSettings) -> None:
     """Console logging in --log-format, plus --log-file unless --log-disable."""
     formatter: logging.Formatter
     if settings.log_format == "json":
         formatter = _JsonFormatter()
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        fmt = "%(message)s"
+        if settings.log_prefix:
+            fmt = "%(levelname)s %(name)s: " + fmt
+        if settings.log_timestamps:
+            fmt = "%(asctime)s " + fmt
+        formatter = logging.Formatter(fmt)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if settings.log_file is not None and not settings.log_disable:
         handlers.append(logging.FileHandler(settings.log_file, encoding="utf-8"))
@@ -38,7 +54,7 @@ def configure_logging(settings: ServerSettings) -> None:
         handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = handlers
-    root.setLevel(logging.DEBUG if settings.verbose else logging.INFO)
+    root.setLevel(level(settings))
     # libllama is chatty at INFO (every tensor while loading); keep it for --verbose.
     logging.getLogger("llama_ffi.native").setLevel(
         logging.DEBUG if settings.verbose else logging.WARNING)

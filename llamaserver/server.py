@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from quart import Blueprint, Quart, Response, request, send_from_directory
+from quart import Blueprint, Quart, Response, send_from_directory
 
+from ._cors import CorsPolicy, install_cors
+from ._listen import open_listeners
 from .engine import Engine
 from .http import ApiContext, add_app_auth, create_blueprint, register_error_handlers
 from .settings import ServerSettings
@@ -187,22 +187,15 @@ class LlamaServer:
         add_app_auth(app, self._ctx)
         if settings.path is not None:
             _add_static_routes(app, Path(settings.path))
-
-        @app.after_request
-        async def cors(response: Response) -> Response:
-            response.headers.setdefault("Access-Control-Allow-Origin", "*")
-            if request.method == "OPTIONS":
-                response.headers["Access-Control-Allow-Headers"] = "*"
-                response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            return response
-
+        install_cors(app, CorsPolicy(settings.cors_origins, settings.cors_methods,
+                                     settings.cors_headers, settings.cors_credentials))
         return app
 
-    def _hypercorn_config(self, bind: str) -> Any:
+    def _hypercorn_config(self, binds: list[str]) -> Any:
         from hypercorn.config import Config
 
         config = Config()
-        config.bind = [bind]
+        config.bind = binds
         # --timeout bounds reading a request body and writing a non-streamed answer (Quart's
         # BODY_TIMEOUT / RESPONSE_TIMEOUT).  hypercorn's read_timeout is left unset: it
         # would also cut a client that waits quietly for a long generation.
@@ -217,48 +210,26 @@ class LlamaServer:
                           on_listening: Callable[[str], None] | None = None) -> None:
         """Serve with hypercorn until ``shutdown_trigger`` returns (default: SIGINT/SIGTERM).
 
-        ``on_listening(url)`` is called once the socket is bound (default: print the URL).
+        Listens on every ``--host`` entry (TCP addresses on ``--port``, unix sockets).
+        ``on_listening(url)`` is called once per socket after it is bound (default: print
+        the URL).
         """
         from hypercorn.asyncio import serve
 
-        sock = _bind(self.settings.host, self.settings.port)
+        listeners = open_listeners(self.settings)
         try:
-            url = self._url(sock)
-            # hypercorn wraps the descriptor it is given and closes it when done: give it
-            # a duplicate so that each side closes only its own.
-            config = self._hypercorn_config(f"fd://{os.dup(sock.fileno())}")
-            (on_listening or _print_url)(url)
+            config = self._hypercorn_config([lst.hypercorn_bind() for lst in listeners])
+            for listener in listeners:
+                (on_listening or _print_url)(listener.url)
             await serve(self.app, config,  # type: ignore[arg-type]
                         shutdown_trigger=shutdown_trigger)
         finally:
-            sock.close()
+            for listener in listeners:
+                listener.close()
 
     def serve(self) -> None:
         """Serve until interrupted (what the ``llamaserver`` command runs)."""
         asyncio.run(self.serve_async())
-
-    def _url(self, sock: socket.socket) -> str:
-        host, port = sock.getsockname()[:2]
-        shown = self.settings.host if self.settings.host not in ("", "0.0.0.0", "::") else host
-        if ":" in shown:
-            shown = f"[{shown}]"
-        scheme = "https" if self.settings.ssl_cert_file else "http"
-        return f"{scheme}://{shown}:{port}{self.settings.api_prefix}"
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-        sock.set_inheritable(True)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _print_url(url: str) -> None:

@@ -71,3 +71,52 @@ def test_model_that_fails_to_load_ends_the_command(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(
         "llamaserver: error: could not load the model: failed to load model from")
+
+
+def test_a_llama_server_command_line_starts(tmp_path: Path) -> None:
+    """A command line from today's llama-server docs (the model swapped for the default)."""
+    import llama_ffi
+
+    argv = ["-m", str(llama_ffi.default_model_path()), "-c", "8192", "-np", "4", "--temp", "0.8",
+            "--offline", "--tags", "chat,fim,small", "--no-jinja", "--jinja", "--cache-ram", "0",
+            "-fa", "on", "--reasoning-format", "deepseek",
+            # flags whose capability comes later, and one that means nothing here
+            "--spec-type", "ngram-mod", "-md", str(tmp_path / "draft.gguf"), "--cpu-mask", "ff",
+            "--host", f"127.0.0.1,{tmp_path / 'llama.sock'}", "--port", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "llamaserver", *argv], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        url = proc.stdout.readline().split()[-1]
+        assert proc.stdout.readline().strip().endswith(f"unix://{tmp_path / 'llama.sock'}")
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(url + "/health", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_until(healthy, 120)
+        props = httpx.get(url + "/props", timeout=30).json()
+        assert props["total_slots"] == 4
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    warnings = [line for line in err.splitlines() if line.startswith("llamaserver: warning:")]
+    assert warnings == [
+        "llamaserver: warning: --spec-type is accepted but not applied yet (speculative "
+        "decoding)",
+        "llamaserver: warning: -md is accepted but not applied yet (speculative decoding)"]
+    assert "Traceback" not in err and "cpu-mask" not in err  # notes go to the debug log
+
+
+def test_a_refused_flag_is_one_line_and_status_1() -> None:
+    done = _run_command("--control-vector", "cv.gguf")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "llamaserver: error: --control-vector is not supported: control vectors are not "
+        "supported"]

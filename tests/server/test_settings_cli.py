@@ -48,7 +48,11 @@ def test_every_field_has_flags_description_and_a_parser_option() -> None:
     options = _option_strings()
     for name, info in ServerSettings.model_fields.items():
         extra = info.json_schema_extra
-        assert isinstance(extra, dict) and extra.get("flags"), name
+        assert isinstance(extra, dict), name
+        if name == "not_applied":  # filled by the rows of settings.upstream, not one flag
+            assert extra.get("collects") and info.description
+            continue
+        assert extra.get("flags"), name
         assert info.description, name
         for flag in extra["flags"]:
             assert flag in options, (name, flag)
@@ -98,17 +102,24 @@ def test_negative_boolean_flags() -> None:
 @pytest.mark.parametrize("argv", [["-c", "-1"], ["--port", "70000"], ["-np", "0"],
                                   ["-ctk", "q3"], ["--flash-attn", "maybe"],
                                   ["--hf-file", "x.gguf"], ["-c", "abc"]])
-def test_bad_values_exit_with_a_usage_error(argv: list[str],
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_values_exit_with_one_error_line(argv: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         parse_args(argv, environ={})
-    assert info.value.code == 2
-    assert "error" in capsys.readouterr().err
+    assert info.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llamaserver: error: "), lines
 
 
-def test_bad_environment_value_is_a_usage_error() -> None:
-    with pytest.raises(SystemExit):
+def test_bad_environment_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
         parse_args([], environ={"LLAMA_ARG_EMBEDDINGS": "perhaps"})
+    assert info.value.code == 1
+    assert "LLAMA_ARG_EMBEDDINGS='perhaps'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args([], environ={"LLAMA_ARG_CTX_SIZE": "big"})
+    assert capsys.readouterr().err.startswith(
+        "llamaserver: error: LLAMA_ARG_CTX_SIZE (-c/--ctx-size/--ctx_size): Input should be")
 
 
 def test_bounds_are_checked_for_python_callers_too() -> None:
@@ -132,6 +143,22 @@ def test_help_lists_env_vars() -> None:
     assert isinstance(parser, argparse.ArgumentParser)
     text = parser.format_help()
     assert "LLAMA_ARG_CTX_SIZE" in text and "--system-prompt-file" in text
+
+
+def test_help_is_grouped_and_names_every_flag_without_a_field() -> None:
+    from llamaserver.settings import upstream
+
+    text = build_parser().format_help()
+    titles = ["model:", "chat template and reasoning:", "sampling (the defaults of every "
+              "request):", "server:", "llama-server flags accepted but not applied yet",
+              "llama-server flags accepted with no effect here",
+              "llama-server flags refused"]
+    positions = [text.index(title) for title in titles]
+    assert positions == sorted(positions)
+    words = set(text.replace(",", " ").replace("/", " ").split())
+    missing = [f for row in upstream.ROWS for f in row.flags + row.negative if f not in words]
+    assert missing == []
+    assert text.startswith("usage: llamaserver [options]\n")
 
 
 def test_module_entry_point_help() -> None:

@@ -1,0 +1,95 @@
+"""Where the model's weights and cache live: GPUs, memory mapping, NUMA."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ._fields import HARDWARE, Finite, Group, cli, split_list
+
+__all__ = ["HardwareSettings"]
+
+LoadMode = Literal["auto", "none", "mmap", "mlock", "mmap+mlock", "dio"]
+
+# --load-mode in terms of the seed's --no-mmap / --mlock (direct I/O: read, do not map).
+_LOAD_MODES: dict[str, dict[str, bool]] = {
+    "auto": {},
+    "none": {"no_mmap": True, "mlock": False},
+    "mmap": {"no_mmap": False, "mlock": False},
+    "mlock": {"no_mmap": True, "mlock": True},
+    "mmap+mlock": {"no_mmap": False, "mlock": True},
+    "dio": {"no_mmap": True, "mlock": False},
+}
+
+
+class HardwareSettings(Group):
+    n_gpu_layers: int = Field(
+        0, ge=-1, le=2**31 - 1, description="Layers to offload to the GPU when the library "
+        "has a GPU backend (-1, 'all' or 'auto' = all of them; nothing is fitted to memory).",
+        json_schema_extra=cli("-ngl", "--n-gpu-layers", "--gpu-layers",
+                              env="LLAMA_ARG_N_GPU_LAYERS", group=HARDWARE, metavar="N"))
+    split_mode: Literal["none", "layer", "row"] = Field(
+        "layer", description="How to split the model across several GPUs.",
+        json_schema_extra=cli("-sm", "--split-mode", env="LLAMA_ARG_SPLIT_MODE",
+                              group=HARDWARE, metavar="{none,layer,row}"))
+    tensor_split: list[Finite] | None = Field(
+        None, description="Share of the model per GPU, comma-separated (e.g. 3,2).",
+        json_schema_extra=cli("-ts", "--tensor-split", env="LLAMA_ARG_TENSOR_SPLIT",
+                              group=HARDWARE, metavar="SPLIT", append=False))
+    main_gpu: int = Field(
+        0, ge=0, le=1024, description="GPU for small tensors and scratch buffers "
+        "(split-mode none/row).",
+        json_schema_extra=cli("-mg", "--main-gpu", env="LLAMA_ARG_MAIN_GPU", group=HARDWARE,
+                              metavar="i"))
+    no_kv_offload: bool = Field(
+        False, description="Keep the KV cache in host memory even when layers are offloaded "
+        "(-kvo/--kv-offload: the default, offload it).",
+        json_schema_extra=cli("-nkvo", "--no-kv-offload", negative=("-kvo", "--kv-offload"),
+                              env="LLAMA_ARG_KV_OFFLOAD", invert_env=True, group=HARDWARE))
+    mlock: bool = Field(
+        False, description="Lock the model in memory so it is never swapped out.",
+        json_schema_extra=cli("--mlock", group=HARDWARE))
+    no_mmap: bool = Field(
+        False, description="Read the model into memory instead of memory-mapping it.",
+        json_schema_extra=cli("--no-mmap", group=HARDWARE))
+    load_mode: LoadMode = Field(
+        "auto", description="How the model file is loaded: auto, none (read), mmap, mlock "
+        "(read and lock), mmap+mlock, dio (read; direct I/O itself is not used). Sets "
+        "--no-mmap and --mlock.",
+        json_schema_extra=cli("-lm", "--load-mode", env="LLAMA_ARG_LOAD_MODE", group=HARDWARE,
+                              metavar="MODE"))
+    numa: Literal["distribute", "isolate", "numactl"] | None = Field(
+        None, description="NUMA strategy: distribute, isolate or numactl (--numa alone means "
+        "distribute).",
+        json_schema_extra=cli("--numa", env="LLAMA_ARG_NUMA", group=HARDWARE, nargs="?",
+                              const="distribute", metavar="STRATEGY"))
+
+    @field_validator("n_gpu_layers", mode="before")
+    @classmethod
+    def _named_layer_counts(cls, value: Any) -> Any:
+        # Without memory fitting, upstream's 'auto' can only mean "as many as there are".
+        if isinstance(value, str) and value.strip().lower() in ("all", "auto"):
+            return -1
+        return value
+
+    @field_validator("tensor_split", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [float(p) for p in split_list(value, ",/")] or None
+        return value
+
+    @field_validator("tensor_split")
+    @classmethod
+    def _non_negative_split(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(v < 0 for v in value):
+            raise ValueError("tensor split values must be finite and non-negative")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_mode_sets_mmap_and_mlock(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("load_mode"), str):
+            data = {**data, **_LOAD_MODES.get(data["load_mode"], {})}
+        return data
