@@ -46,7 +46,7 @@ def engine_config(settings: ServerSettings, model: Path | None = None) -> Engine
         n_slots=s.parallel, ctx_size=s.ctx_size, n_batch=s.batch_size, n_ubatch=s.ubatch_size,
         threads=s.threads, threads_batch=s.threads_batch or s.threads,
         flash_attn=s.flash_attn, cache_type_k=s.cache_type_k, cache_type_v=s.cache_type_v,
-        offload_kqv=not s.no_kv_offload,
+        offload_kqv=not s.no_kv_offload, kv_unified=s.kv_unified, swa_full=s.swa_full,
         rope_freq_base=s.rope_freq_base,
         rope_freq_scale=1.0 / s.rope_scale if s.rope_scale else s.rope_freq_scale,
         rope_scaling=s.rope_scaling, yarn_orig_ctx=s.yarn_orig_ctx,
@@ -57,7 +57,7 @@ def engine_config(settings: ServerSettings, model: Path | None = None) -> Engine
         queue_size=s.queue_size, cont_batching=s.cont_batching, context_shift=s.context_shift,
         grp_attn_n=s.grp_attn_n, grp_attn_w=s.grp_attn_w,
         embedding=s.embedding, pooling=s.pooling,
-        chat_template=_chat_template(s),
+        chat_template=_chat_template(s), jinja=s.jinja,
         system_prompt=text, user_name=user, assistant_name=assistant,
         slot_save_path=s.slot_save_path,
     )

@@ -61,7 +61,7 @@ def load(config: EngineConfig) -> Loaded:
                 model, n_ctx=min(c.n_ubatch, ctx.n_ctx), pooling=c.pooling, n_threads=c.threads,
                 n_threads_batch=c.threads_batch, flash_attn=c.flash_attn)
             made.insert(0, embedder)
-        template = _chat_template(model, c.chat_template)
+        template = _chat_template(model, c.chat_template, c.jinja)
     except BaseException:
         for owner in made:
             owner.close()
@@ -72,13 +72,16 @@ def load(config: EngineConfig) -> Loaded:
 def _context(model: Model, c: EngineConfig) -> Context:
     from llama_ffi import Context
 
-    per_slot = max(1, (c.ctx_size or model.n_ctx_train) // c.n_slots)
+    total = c.ctx_size or model.n_ctx_train
+    per_slot = max(1, total // c.n_slots)
     return Context(
         # One sequence per slot plus one holding the shared system prompt, each in a KV stream
         # of its own (not unified): a sequence's cells then stay in position order whatever
         # the other slots do, so a request gives the same tokens alone or batched (with flash
-        # attention), and attention only reads its own stream.
-        model, n_ctx=per_slot * (c.n_slots + 1), kv_unified=False, n_seq_max=c.n_slots + 1,
+        # attention), and attention only reads its own stream.  With kv_unified (upstream's
+        # --kv-unified) all of them share one buffer of the whole context.
+        model, n_ctx=total if c.kv_unified else per_slot * (c.n_slots + 1),
+        kv_unified=c.kv_unified, swa_full=c.swa_full, n_seq_max=c.n_slots + 1,
         n_batch=max(c.n_batch, c.n_slots), n_ubatch=c.n_ubatch, n_threads=c.threads,
         n_threads_batch=c.threads_batch, flash_attn=c.flash_attn, type_k=c.cache_type_k,
         type_v=c.cache_type_v, offload_kqv=c.offload_kqv, rope_freq_base=c.rope_freq_base,
@@ -101,13 +104,13 @@ def _self_extend(c: EngineConfig, ctx: Context) -> int:
     return c.grp_attn_n
 
 
-def _chat_template(model: Model, override: str | None) -> ChatTemplate:
+def _chat_template(model: Model, override: str | None, jinja: bool) -> ChatTemplate:
     from llama_ffi import ChatTemplate
 
     if override:
-        return ChatTemplate.from_model(model, override=override)
+        return ChatTemplate.from_model(model, override=override, jinja=jinja)
     try:
-        return ChatTemplate.from_model(model)
+        return ChatTemplate.from_model(model, jinja=jinja)
     except Exception as exc:  # a model without a usable template still serves /completion
         _log.warning("the model's chat template is unusable (%s); using chatml", exc)
         return ChatTemplate.from_model(model, override="chatml")

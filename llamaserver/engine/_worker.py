@@ -249,7 +249,7 @@ class Worker:
                 more = gen.prompt_done()
                 gen.progress(slot.i_prompt)
                 self.metrics.on_prompt_done(gen.n_prompt_eval,
-                                            gen.t_prompt_end - gen.t_prompt_start)
+                                            gen.t_prompt_end - gen.t_prompt_start, gen.n_cached)
                 if not more:
                     self.finish(slot)
                     return
@@ -344,7 +344,10 @@ class Worker:
         gen = slot.gen
         assert gen is not None
         gen.finish(slot.id)
-        self.metrics.on_request_done(gen.n_decoded, max(0.0, gen.t_last - gen.t_prompt_end))
+        m = self.metrics
+        m.on_request_done(gen.n_decoded, max(0.0, gen.t_last - gen.t_prompt_end))
+        if len(slot.cache) > m.n_tokens_max:
+            m.n_tokens_max = len(slot.cache)
         self.avg_request_s = 0.8 * self.avg_request_s + 0.2 * (_perf() - gen.t_start)
         self.release(slot)
 

@@ -167,7 +167,10 @@ class SlotInfo:
     request: GenerationRequest | None
     lora: tuple[float, ...]   # the adapter scales it runs with
     n_ctx: int
-    n_cached_tokens: int
+    n_cached_tokens: int      # cells the slot's sequence holds
+    n_prompt_tokens: int      # the request's whole prompt (shared prefix included)
+    n_prompt_tokens_cache: int  # ... of which were reused
+    n_prompt_tokens_processed: int  # ... and evaluated so far
     n_decoded: int
     n_remain: int
     stopped_eos: bool

@@ -75,9 +75,10 @@ def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest
         grammar = plan.grammar
     else:
         grammar = _response_format_grammar(opts)
-    rendered = render_chat(engine, opts, plan=plan)
+    rendered = render_chat(engine, opts, plan=plan, prefill_assistant=ctx.settings.prefill_assistant,
+                           variables=ctx.settings.template_kwargs())
     prompt = _strip_bos(engine, rendered.text)
-    prepared = resolve_choices(engine, ctx.settings, opts, [prompt], opts.n, grammar=grammar)
+    prepared = resolve_choices(engine, ctx.defaults, opts, [prompt], opts.n, grammar=grammar)
     return prepared, plan, rendered.prefill
 
 
@@ -119,7 +120,9 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
         def render() -> str:
             plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
-            return render_chat(engine, opts, plan=plan).text
+            return render_chat(engine, opts, plan=plan,
+                               prefill_assistant=ctx.settings.prefill_assistant,
+                               variables=ctx.settings.template_kwargs()).text
 
         return json_response({"prompt": await ctx.run_blocking(render)})
 

@@ -90,7 +90,10 @@ def _continues(opts: ChatTemplateOptions, prefill_assistant: bool) -> bool:
 
 
 def render_chat(engine: Engine, opts: ChatTemplateOptions, *, plan: ToolPlan | None = None,
-                prefill_assistant: bool = True) -> ChatPrompt:
+                prefill_assistant: bool = True,
+                variables: dict[str, Any] | None = None) -> ChatPrompt:
+    """``variables`` are the server's template variables (--chat-template-kwargs, --reasoning);
+    the request's ``chat_template_kwargs`` win over them."""
     template = engine.chat_template
     flat = [_flatten_content(m) for m in opts.messages]
     continues = _continues(opts, prefill_assistant)
@@ -99,5 +102,5 @@ def render_chat(engine: Engine, opts: ChatTemplateOptions, *, plan: ToolPlan | N
         flat = messages_for_tools(flat, plan)
     # chat_template_kwargs as data, not as keywords: a reserved name is a TemplateError (400)
     text = template.render(flat, add_generation_prompt=continues or opts.add_generation_prompt,
-                           variables=opts.chat_template_kwargs)
+                           variables={**(variables or {}), **(opts.chat_template_kwargs or {})})
     return ChatPrompt(text + prefill, prefill)

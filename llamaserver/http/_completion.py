@@ -160,7 +160,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         opts = validate(CompletionRequest, data)
         engine = ctx.ready_engine()
         prepared = await ctx.run_blocking(lambda: resolve(
-            engine, ctx.settings, opts, opts.prompt, grammar=grammar_of(opts)))
+            engine, ctx.defaults, opts, opts.prompt, grammar=grammar_of(opts)))
         return await respond(ctx, await EventSource.open(ctx, prepared), opts)
 
     bp.add_url_rule("/completion", "completion", completion, methods=["POST"])
@@ -172,5 +172,5 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         engine = ctx.ready_engine()
         prompt = infill_prompt(engine.vocab, opts, ctx.settings.spm_infill)
         prepared = await ctx.run_blocking(lambda: resolve(
-            engine, ctx.settings, opts, prompt, add_special=False, grammar=grammar_of(opts)))
+            engine, ctx.defaults, opts, prompt, add_special=False, grammar=grammar_of(opts)))
         return await respond(ctx, await EventSource.open(ctx, prepared), opts)

@@ -23,7 +23,7 @@ class EmbeddingRequest(ApiModel):
 
     content: str | list[Any] | None = None
     input: str | list[Any] | None = None
-    embd_normalize: JsonInt = Field(2, ge=-1, le=64)
+    embd_normalize: JsonInt | None = Field(None, ge=-1, le=64)
     image_data: list[Any] | None = None
 
 
@@ -33,7 +33,7 @@ class OpenAIEmbeddingRequest(ApiModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: JsonInt | None = Field(None, ge=1)
     user: str | None = None
-    embd_normalize: JsonInt = Field(2, ge=-1, le=64)
+    embd_normalize: JsonInt | None = Field(None, ge=-1, le=64)
 
 
 def split_inputs(value: str | list[Any]) -> list[str | list[Any]]:
@@ -68,10 +68,12 @@ def _tokenize(engine: Engine, inputs: list[str | list[Any]]) -> list[list[int]]:
     return out
 
 
-async def embed(ctx: ApiContext, inputs: list[str | list[Any]], kind: int
+async def embed(ctx: ApiContext, inputs: list[str | list[Any]], kind: int | None
                 ) -> list[tuple[list[list[float]], int]]:
     """(vectors, prompt tokens) per input: one normalized vector when the server pools, else
-    one per token (pooling "none", as they come)."""
+    one per token (pooling "none", as they come).  ``kind`` None: --embd-normalize."""
+    if kind is None:
+        kind = ctx.settings.embd_normalize
     if not ctx.settings.embedding:
         raise not_supported("This server does not support embeddings. Start it with "
                             "`--embeddings`")
@@ -126,7 +128,9 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         for i, (vectors, _) in enumerate(results):
             vec = vectors[0]
             if req.dimensions is not None:
-                vec = normalize_embedding(vec[:req.dimensions], req.embd_normalize)
+                vec = normalize_embedding(vec[:req.dimensions], req.embd_normalize
+                                          if req.embd_normalize is not None
+                                          else ctx.settings.embd_normalize)
             data.append({"object": "embedding", "index": i,
                          "embedding": _base64(vec) if req.encoding_format == "base64"
                          else vec})

@@ -70,7 +70,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             opts.n_probs = opts.logprobs
         prompts = split_prompts(opts.prompt)
         prepared = await ctx.run_blocking(lambda: resolve_choices(
-            engine, ctx.settings, opts, prompts, opts.n, grammar=grammar_of(opts)))
+            engine, ctx.defaults, opts, prompts, opts.n, grammar=grammar_of(opts)))
         echoes = [_prompt_text(engine, p) if opts.echo else "" for p in prompts
                   for _ in range(opts.n)]
         sources = await open_all(ctx, prepared)
