@@ -19,7 +19,7 @@ from ._context import ApiContext, json_response
 from ._errors import invalid
 from ._llama_shapes import Pieces, timings
 from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, finish_reason, new_id, now,
-                      stream_choices, usage)
+                      stream_choices, usage, verbose_view)
 from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
 from ._chat_prompt import ChatTemplateOptions, render_chat
@@ -106,7 +106,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         finals = [o.final for o in outcomes]
         return json_response({**head, "object": "chat.completion", "choices": choices,
                               "usage": usage(finals, opts.n),
-                              "timings": timings(finals[0].timings)})
+                              "timings": timings(finals[0].timings),
+                              **verbose_view(ctx, sources, outcomes, opts)})
 
     bp.add_url_rule("/v1/chat/completions", "v1_chat_completions", chat_completions,
                     methods=["POST"])

@@ -16,19 +16,20 @@ from ..engine import Engine
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
+from ._prompts import split_prompts, texts
 
 
 class EmbeddingRequest(ApiModel):
     """Seed: ``content``; newer clients: ``input`` (one item or several)."""
 
-    content: str | list[Any] | None = None
-    input: str | list[Any] | None = None
+    content: str | list[Any] | dict[str, Any] | None = None
+    input: str | list[Any] | dict[str, Any] | None = None
     embd_normalize: JsonInt | None = Field(None, ge=-1, le=64)
     image_data: list[Any] | None = None
 
 
 class OpenAIEmbeddingRequest(ApiModel):
-    input: str | list[Any]
+    input: str | list[Any] | dict[str, Any]
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: JsonInt | None = Field(None, ge=1)
@@ -36,25 +37,9 @@ class OpenAIEmbeddingRequest(ApiModel):
     embd_normalize: JsonInt | None = Field(None, ge=-1, le=64)
 
 
-def split_inputs(value: str | list[Any]) -> list[str | list[Any]]:
-    """A string, strings, token ids (one input), or lists of token ids / mixed items."""
-    if isinstance(value, str):
-        return [value]
-    if not value:
-        raise invalid("'input' must not be empty")
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return [list(value)]
-    items: list[str | list[Any]] = []
-    for v in value:
-        if isinstance(v, str):
-            items.append(v)
-        elif isinstance(v, list) and v and all(
-                (isinstance(t, int) and not isinstance(t, bool)) or isinstance(t, str)
-                for t in v):
-            items.append(list(v))
-        else:
-            raise invalid("'input' items must be strings or arrays of token ids")
-    return items
+def split_inputs(value: Any, name: str) -> list[str | list[Any]]:
+    """The inputs of a request, in the prompt forms /completion takes."""
+    return texts(split_prompts(value, name))
 
 
 def _tokenize(engine: Engine, inputs: list[str | list[Any]]) -> list[list[int]]:
@@ -97,7 +82,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         value = req.content if req.content is not None else req.input
         if value is None:
             raise invalid("'content' is required")
-        results = await embed(ctx, split_inputs(value), req.embd_normalize)
+        results = await embed(ctx, split_inputs(value, "content"), req.embd_normalize)
         if ctx.ready_engine().embedding_pooled is False:  # upstream's per-token shape
             return json_response([{"index": i, "embedding": vectors}
                                   for i, (vectors, _) in enumerate(results)])
@@ -112,7 +97,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         value = req.input if req.input is not None else req.content
         if value is None:
             raise invalid("'input' is required")
-        results = await embed(ctx, split_inputs(value), req.embd_normalize)
+        results = await embed(ctx, split_inputs(value, "input"), req.embd_normalize)
         return json_response([{"index": i, "embedding": vectors}
                               for i, (vectors, _) in enumerate(results)])
 
@@ -123,7 +108,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             raise invalid("This server runs with --pooling none, which gives one vector per "
                           "token; OpenAI's embeddings need one per input. Use /embedding, or "
                           "start the server with another --pooling")
-        results = await embed(ctx, split_inputs(req.input), req.embd_normalize)
+        results = await embed(ctx, split_inputs(req.input, "input"), req.embd_normalize)
         data = []
         for i, (vectors, _) in enumerate(results):
             vec = vectors[0]

@@ -126,7 +126,8 @@ def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
 
 def resolve_choices(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
                     prompts: Sequence[str | Sequence[int | str]], n: int, *,
-                    grammar: str | None, truncate: bool = False) -> list[PreparedRequest]:
+                    grammar: str | None, truncate: bool = False,
+                    add_special: bool = True) -> list[PreparedRequest]:
     """``n`` prepared requests per prompt, each choice with its own seed (blocking); all or
     none.  OpenAI's endpoints answer a prompt too long for a slot with today's
     ``exceed_context_size_error`` rather than the seed's truncation."""
@@ -137,7 +138,8 @@ def resolve_choices(engine: Engine, defaults: RequestDefaults, opts: GenerationO
             for j in range(n):
                 seed = base_seed if base_seed == RANDOM_SEED else (base_seed + j) & RANDOM_SEED
                 prepared.append(resolve(engine, defaults, opts, prompt, grammar=grammar,
-                                        seed=seed, truncate=truncate))
+                                        seed=seed, truncate=truncate,
+                                        add_special=add_special))
     except BaseException:
         for p in prepared:
             p.close()
