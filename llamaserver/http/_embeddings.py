@@ -72,10 +72,10 @@ async def embed(ctx: ApiContext, inputs: list[str | list[Any]], kind: int
                 ) -> list[tuple[list[list[float]], int]]:
     """(vectors, prompt tokens) per input: one normalized vector when the server pools, else
     one per token (pooling "none", as they come)."""
-    if not ctx.settings.embedding:
+    engine: Engine = ctx.ready_engine()
+    if engine.embedding_pooled is None:  # started without --embedding (or --reranking)
         raise not_supported("This server does not support embeddings. Start it with "
                             "`--embeddings`")
-    engine: Engine = ctx.ready_engine()
     token_lists = await ctx.run_blocking(_tokenize, engine, inputs)
     results = await asyncio.gather(*(engine.embed(tokens) for tokens in token_lists))
     return [([normalize_embedding(r.vectors[0], kind)] if r.pooled else r.vectors, r.n_tokens)
