@@ -56,7 +56,8 @@ def engine_config(settings: ServerSettings, model: Path | None = None) -> Engine
         yarn_beta_slow=_model_default(s.yarn_beta_slow),
         queue_size=s.queue_size, cont_batching=s.cont_batching, context_shift=s.context_shift,
         grp_attn_n=s.grp_attn_n, grp_attn_w=s.grp_attn_w,
-        embedding=s.embedding, pooling=s.pooling,
+        # --reranking is --embedding --pooling rank, as in llama-server
+        embedding=s.embedding or s.reranking, pooling="rank" if s.reranking else s.pooling,
         chat_template=_chat_template(s), jinja=s.jinja,
         system_prompt=text, user_name=user, assistant_name=assistant,
         slot_save_path=s.slot_save_path,

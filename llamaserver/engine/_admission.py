@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ._errors import EngineError, InvalidRequest, Unsupported
+from ._errors import EngineError, InvalidRequest, PromptTooLong, Unsupported
 from ._generation import Generation
 from ._job import EmbeddingJob, Job, SystemPromptUpdate
 from ._prompt import fit_prompt, user_prompt
@@ -23,7 +23,7 @@ from ._slot import IDLE
 from .types import Embedding, SystemPrompt
 
 if TYPE_CHECKING:
-    from llama_ffi import SamplerParams
+    from llama_ffi import Embedder, SamplerParams
 
     from ._slot import Slot
     from ._worker import Worker
@@ -201,9 +201,7 @@ class Admission:
                 raise Unsupported("This server does not support embeddings. Start it with "
                                   "`--embeddings`")
             if len(job.tokens) > embedder.n_ctx:
-                raise InvalidRequest(
-                    f"input ({len(job.tokens)} tokens) is too large to process; increase the "
-                    f"physical batch size (--ubatch-size, now {embedder.n_ctx})")
+                raise _too_large(len(job.tokens), embedder)
             if not job.tokens:
                 raise InvalidRequest("the input is empty")
             vectors = embedder.embed(job.tokens)
@@ -215,6 +213,15 @@ class Admission:
         w.metrics.requests_total += 1
         w.metrics.on_prompt_done(len(job.tokens), _perf() - t0)
         w.send(job, Embedding(vectors, len(job.tokens), embedder.pooled))
+
+
+def _too_large(n: int, embedder: Embedder) -> InvalidRequest:
+    limit = embedder.n_ctx
+    if limit < embedder.context.n_ubatch:  # the model's positions end: no batch size helps
+        return PromptTooLong(f"input ({n} tokens) is larger than the model's context "
+                             f"({limit} tokens)", n_prompt_tokens=n, n_ctx=limit)
+    return InvalidRequest(f"input ({n} tokens) is too large to process; increase the physical "
+                          f"batch size (--ubatch-size, now {limit})")
 
 
 def _request_error(exc: BaseException, what: str) -> EngineError:

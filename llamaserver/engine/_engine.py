@@ -29,7 +29,7 @@ from . import types as t
 from .config import EngineConfig
 
 if TYPE_CHECKING:
-    from llama_ffi import ChatTemplate, LoraAdapter, Model, Vocab
+    from llama_ffi import ChatTemplate, LoraAdapter, Model, RerankPrompt, Vocab
 
 __all__ = ["Engine"]
 
@@ -163,6 +163,12 @@ class Engine:
         embedder = self._require().embedder
         return None if embedder is None else embedder.pooled
 
+    @property
+    def rerank_prompt(self) -> RerankPrompt | None:
+        """How (query, document) pairs become inputs of ``embed``; None unless the embeddings
+        pool by rank (a reranking model)."""
+        return self._require().rerank_prompt
+
     # ------------------------------------------------------------------ requests
 
     def _require_worker(self) -> Worker:
@@ -194,6 +200,9 @@ class Engine:
         from llama_ffi import SamplerChain
 
         worker = self._require_worker()
+        if not self._require().ctx.has_memory:
+            raise Unsupported(f"{self.model.path.name} cannot generate text (it has no KV cache: "
+                              "an embedding or reranking model)")
         self.check_slot_id(request.id_slot, allow_any=True)
         system = request.system_prompt
         if system is not None:

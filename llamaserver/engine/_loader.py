@@ -1,4 +1,5 @@
-"""Loading what the engine runs on: model, adapters, the shared context, embeddings, template."""
+"""Loading what the engine runs on: model, adapters, the shared context, embeddings (and
+reranking, when they pool by rank), template."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .config import EngineConfig
 
 if TYPE_CHECKING:
-    from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model
+    from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model, RerankPrompt
 
 __all__ = ["Loaded", "load"]
 
@@ -22,6 +23,7 @@ class Loaded:
     ctx: Context
     loras: list[LoraAdapter]
     embedder: Embedder | None
+    rerank_prompt: RerankPrompt | None  # set when the embedder pools by rank
     chat_template: ChatTemplate
     n_ctx_slot: int
     ga_n: int   # self-extend factor in effect (1 when the cache cannot shift)
@@ -61,12 +63,15 @@ def load(config: EngineConfig) -> Loaded:
                 model, n_ctx=min(c.n_ubatch, ctx.n_ctx), pooling=c.pooling, n_threads=c.threads,
                 n_threads_batch=c.threads_batch, flash_attn=c.flash_attn)
             made.insert(0, embedder)
+        rerank_prompt = None
+        if embedder is not None and embedder.pooling == "rank":
+            rerank_prompt = llama_ffi.RerankPrompt(model)  # ValueError: the model cannot rerank
         template = _chat_template(model, c.chat_template, c.jinja)
     except BaseException:
         for owner in made:
             owner.close()
         raise
-    return Loaded(model, ctx, loras, embedder, template, n_ctx_slot, ga_n)
+    return Loaded(model, ctx, loras, embedder, rerank_prompt, template, n_ctx_slot, ga_n)
 
 
 def _context(model: Model, c: EngineConfig) -> Context:

@@ -59,10 +59,10 @@ async def embed(ctx: ApiContext, inputs: list[str | list[Any]], kind: int | None
     one per token (pooling "none", as they come).  ``kind`` None: --embd-normalize."""
     if kind is None:
         kind = ctx.settings.embd_normalize
-    if not ctx.settings.embedding:
+    engine: Engine = ctx.ready_engine()
+    if engine.embedding_pooled is None:  # started without --embedding (or --reranking)
         raise not_supported("This server does not support embeddings. Start it with "
                             "`--embeddings`")
-    engine: Engine = ctx.ready_engine()
     token_lists = await ctx.run_blocking(_tokenize, engine, inputs)
     results = await asyncio.gather(*(engine.embed(tokens) for tokens in token_lists))
     return [([normalize_embedding(r.vectors[0], kind)] if r.pooled else r.vectors, r.n_tokens)
@@ -104,7 +104,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     @bp.post("/v1/embeddings")
     async def v1_embeddings() -> Response:
         req = validate(OpenAIEmbeddingRequest, await read_json_object(request))
-        if ctx.settings.embedding and ctx.ready_engine().embedding_pooled is False:
+        if ctx.ready_engine().embedding_pooled is False:
             raise invalid("This server runs with --pooling none, which gives one vector per "
                           "token; OpenAI's embeddings need one per input. Use /embedding, or "
                           "start the server with another --pooling")

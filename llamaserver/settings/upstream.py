@@ -174,8 +174,6 @@ ROWS: tuple[Row, ...] = (
            ("-cmoe --cpu-moe", None, _env("LLAMA_ARG_CPU_MOE")),
            ("-ncmoe --n-cpu-moe", "N", _env("LLAMA_ARG_N_CPU_MOE", **_INT)),
            ("-ncffn --n-cpu-ffn", "N", _env("LLAMA_ARG_N_CPU_FFN", **_INT))),
-    *_rows(PENDING, "the /rerank endpoint", ("--rerank --reranking", None,
-                                             _env("LLAMA_ARG_RERANKING"))),
     *_rows(PENDING, "special tokens in generated text", "-sp --special"),
     *_rows(PENDING, "web UI settings",
            ("--ui-config --webui-config", "JSON", _env("LLAMA_ARG_UI_CONFIG")),
