@@ -52,6 +52,15 @@ def resolve_model_path(settings: ServerSettings) -> Path:
     return Path(default_model_path())
 
 
+def resolve_mmproj_path(settings: ServerSettings) -> Path | None:
+    """The projector file: --mmproj, else --mmproj-url downloaded (None: text only)."""
+    if settings.mmproj is not None:
+        return Path(settings.mmproj).expanduser()
+    if settings.mmproj_url:
+        return download(settings.mmproj_url, token=None, offline=settings.offline)
+    return None
+
+
 def download(url: str, *, token: str | None, offline: bool = False) -> Path:
     """The cached copy of ``url``, downloaded first unless ``offline`` (then missing is an
     error, as llama-server's --offline)."""

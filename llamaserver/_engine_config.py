@@ -23,13 +23,15 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names it and says why."""
 
 
-def engine_config(settings: ServerSettings, model: Path | None = None) -> EngineConfig:
-    """``model`` is the resolved model file (downloads done); default: the settings' or the
-    bundled default model."""
+def engine_config(settings: ServerSettings, model: Path | None = None,
+                  mmproj: Path | None = None) -> EngineConfig:
+    """``model`` and ``mmproj`` are the resolved files (downloads done); default: the
+    settings' (and for the model, the bundled default model)."""
     import llama_ffi
 
     s = settings
     path = model or s.model or llama_ffi.default_model_path()
+    mmproj = mmproj or s.mmproj
     if s.lora_base:
         _log.warning("--lora-base is ignored: libllama applies adapters to the loaded model")
     initial = 0.0 if s.lora_init_without_apply else None
@@ -59,6 +61,8 @@ def engine_config(settings: ServerSettings, model: Path | None = None) -> Engine
         # --reranking is --embedding --pooling rank, as in llama-server
         embedding=s.embedding or s.reranking, pooling="rank" if s.reranking else s.pooling,
         chat_template=_chat_template(s), jinja=s.jinja,
+        mmproj=mmproj, mmproj_offload=s.mmproj_offload, image_min_tokens=s.image_min_tokens,
+        image_max_tokens=s.image_max_tokens, media_max_bytes=s.media_max_bytes,
         system_prompt=text, user_name=user, assistant_name=assistant,
         slot_save_path=s.slot_save_path,
     )

@@ -121,13 +121,14 @@ class LlamaServer:
         self._ctx.stop_executor()
 
     async def _load(self) -> None:
-        from ._download import resolve_model_path
+        from ._download import resolve_mmproj_path, resolve_model_path
         from ._engine_config import engine_config
 
         try:
             path = await asyncio.to_thread(resolve_model_path, self.settings)
             self._ctx.model_path = path
-            engine = Engine(engine_config(self.settings, path))
+            mmproj = await asyncio.to_thread(resolve_mmproj_path, self.settings)
+            engine = Engine(engine_config(self.settings, path, mmproj))
             self._ctx.engine = engine
             await engine.start()
             if engine.state == "error":

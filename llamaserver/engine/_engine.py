@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from ._errors import EngineError, InvalidRequest, NotReady, Unsupported
 from ._job import EmbeddingJob, Job, PreparedRequest, SystemPromptUpdate
 from ._loader import Loaded, load
+from ._media import MediaEncoder, MediaPrompt
 from ._metrics import EngineMetrics
 from ._prompt import fit_prompt, user_prompt
 from ._stream import RequestStream
@@ -50,6 +51,7 @@ class Engine:
         self._state: Literal["loading", "ready", "error"] = "loading"
         self._error: str | None = None
         self._loaded: Loaded | None = None
+        self._media: MediaEncoder | None = None
         self._worker: Worker | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count()
@@ -110,6 +112,7 @@ class Engine:
         if worker is not None:
             worker.close()
         loaded, self._loaded = self._loaded, None
+        self._media = None
         if loaded is not None:
             loaded.close()
 
@@ -117,6 +120,8 @@ class Engine:
         c = self.config
         loaded = load(c)
         self._loaded = loaded
+        if loaded.projector is not None:
+            self._media = MediaEncoder(loaded.projector)
         self.n_ctx_slot = loaded.n_ctx_slot
         self.n_ctx = loaded.n_ctx_slot * self.n_slots
         worker = Worker(loaded, WorkerConfig(
@@ -156,6 +161,25 @@ class Engine:
     @property
     def loras(self) -> list[LoraAdapter]:
         return self._require().loras
+
+    @property
+    def projector(self) -> Projector | None:
+        """The multimodal projector (``mmproj``), or None for a text-only engine."""
+        return self._require().projector
+
+    def media_prompt(self, text: str, media: list[bytes], *, add_special: bool = True,
+                     parse_special: bool = True) -> MediaPrompt:
+        """A prompt whose ``projector.marker`` s stand for ``media`` (encoded images or audio),
+        tokenized and with its media encoded (blocking: call it off the event loop).
+
+        ``Unsupported`` without a projector; ``MediaError`` (a ``ValueError``) for media the
+        projector cannot take or markers and media that do not pair up.
+        """
+        encoder = self._media
+        if encoder is None:
+            raise Unsupported("this server has no multimodal projector (start it with "
+                              "--mmproj)")
+        return encoder.prompt(text, media, add_special=add_special, parse_special=parse_special)
 
     @property
     def embedding_pooled(self) -> bool | None:
@@ -238,14 +262,28 @@ class Engine:
             self._system_prompt = job.request.system_prompt
         return RequestStream(job)
 
-    async def embed(self, tokens: list[int]) -> t.Embedding:
-        """The embedding of ``tokens`` (``--embedding``), computed between two steps."""
-        worker = self._require_worker()
-        if self._require().embedder is None:
-            raise Unsupported("This server does not support embeddings. Start it with "
-                              "`--embeddings`")
-        job = EmbeddingJob(next(self._ids), tokens, asyncio.get_running_loop(), worker.wake)
-        worker.post(job)
+    async def embed(self, tokens: list[int], media: MediaPrompt | None = None) -> t.Embedding:
+        """The embedding of ``tokens`` (``--embedding``), computed between two steps; or of a
+        prompt with media (``media_prompt``, whose native objects the engine then closes)."""
+        try:
+            worker = self._require_worker()
+            if self._require().embedder is None:
+                raise Unsupported("This server does not support embeddings. Start it with "
+                                  "`--embeddings`")
+        except BaseException:
+            if media is not None:
+                media.owner.close()
+            raise
+        if media is None:
+            job = EmbeddingJob(next(self._ids), tokens, asyncio.get_running_loop(), worker.wake)
+        else:
+            job = EmbeddingJob(next(self._ids), media.tokens, asyncio.get_running_loop(),
+                               worker.wake, media.media, media.owner)
+        try:
+            worker.post(job)
+        except BaseException:
+            job.drop()
+            raise
         try:
             item = await job.channel.get()
         except asyncio.CancelledError:

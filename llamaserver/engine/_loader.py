@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .config import EngineConfig
 
 if TYPE_CHECKING:
-    from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model, RerankPrompt
+    from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model, Projector, RerankPrompt
 
 __all__ = ["Loaded", "load"]
 
@@ -27,10 +27,11 @@ class Loaded:
     chat_template: ChatTemplate
     n_ctx_slot: int
     ga_n: int   # self-extend factor in effect (1 when the cache cannot shift)
+    projector: Projector | None = None
 
     def close(self) -> None:
         """Users before what they use: the model closes its contexts and adapters last."""
-        for owner in (self.embedder, self.ctx, self.model):
+        for owner in (self.embedder, self.ctx, self.projector, self.model):
             if owner is not None:
                 owner.close()
 
@@ -67,11 +68,15 @@ def load(config: EngineConfig) -> Loaded:
         if embedder is not None and embedder.pooling == "rank":
             rerank_prompt = llama_ffi.RerankPrompt(model)  # ValueError: the model cannot rerank
         template = _chat_template(model, c.chat_template, c.jinja)
+        projector = _projector(model, c) if c.mmproj is not None else None
+        if projector is not None:
+            made.insert(0, projector)
     except BaseException:
         for owner in made:
             owner.close()
         raise
-    return Loaded(model, ctx, loras, embedder, rerank_prompt, template, n_ctx_slot, ga_n)
+    return Loaded(model, ctx, loras, embedder, rerank_prompt, template, n_ctx_slot, ga_n,
+                  projector)
 
 
 def _context(model: Model, c: EngineConfig) -> Context:
@@ -119,3 +124,20 @@ def _chat_template(model: Model, override: str | None, jinja: bool) -> ChatTempl
     except Exception as exc:  # a model without a usable template still serves /completion
         _log.warning("the model's chat template is unusable (%s); using chatml", exc)
         return ChatTemplate.from_model(model, override="chatml")
+
+
+def _projector(model: Model, c: EngineConfig) -> Projector:
+    """The mmproj, loaded once in a child process first: libmtmd aborts the process on some
+    malformed files, which must cost a start-up error, not the server."""
+    import secrets
+
+    import llama_ffi
+
+    assert c.mmproj is not None
+    llama_ffi.check_projector_file(c.model, c.mmproj)
+    # A marker of this process's own (as upstream): text a client writes cannot place media.
+    marker = f"<__media_{secrets.token_urlsafe(24)}__>"
+    return llama_ffi.Projector(
+        model, c.mmproj, use_gpu=c.mmproj_offload, n_threads=c.threads,
+        image_min_tokens=c.image_min_tokens, image_max_tokens=c.image_max_tokens,
+        media_marker=marker, limits=llama_ffi.MediaLimits(max_bytes=c.media_max_bytes))

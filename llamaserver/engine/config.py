@@ -56,6 +56,12 @@ class EngineConfig:
     # embeddings (a second context)
     embedding: bool = False
     pooling: str | None = None      # None = the model's ("mean" for a generative model)
+    # multimodal projector (mmproj GGUF); None: text only
+    mmproj: Path | None = None
+    mmproj_offload: bool = True
+    image_min_tokens: int | None = None
+    image_max_tokens: int | None = None
+    media_max_bytes: int = 20 * 1024 * 1024
     # chat template: a builtin name or Jinja source; None = the model's own.  Without jinja,
     # libllama renders the formats it recognizes (llama-server's --no-jinja).
     chat_template: str | None = None

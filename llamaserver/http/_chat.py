@@ -23,6 +23,7 @@ from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, finish_reason,
 from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
 from ._chat_prompt import ChatTemplateOptions, render_chat
+from ._prompts import PromptInput
 from ._tools import ToolPlan, plan_tools
 
 
@@ -75,9 +76,10 @@ def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest
         grammar = plan.grammar
     else:
         grammar = _response_format_grammar(opts)
-    rendered = render_chat(engine, opts, plan=plan, prefill_assistant=ctx.settings.prefill_assistant,
+    rendered = render_chat(engine, opts, ctx.media_policy, plan=plan,
+                           prefill_assistant=ctx.settings.prefill_assistant,
                            variables=ctx.settings.template_kwargs())
-    prompt = _strip_bos(engine, rendered.text)
+    prompt = PromptInput(_strip_bos(engine, rendered.text), rendered.media)
     prepared = resolve_choices(engine, ctx.defaults, opts, [prompt], opts.n, grammar=grammar)
     return prepared, plan, rendered.prefill
 
@@ -121,7 +123,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
         def render() -> str:
             plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
-            return render_chat(engine, opts, plan=plan,
+            return render_chat(engine, opts, ctx.media_policy, plan=plan,
                                prefill_assistant=ctx.settings.prefill_assistant,
                                variables=ctx.settings.template_kwargs()).text
 

@@ -21,7 +21,8 @@ from ._context import ApiContext, dumps, json_response
 from ._errors import invalid, not_supported
 from ._llama_shapes import probability_entry, progress, timings
 from ._options import GenerationOptions
-from ._prompts import split_prompts, texts
+from ._media import decode_prompts
+from ._prompts import PromptInput, split_prompts
 from ._resolve import grammar_of, resolve_choices
 from ._streaming import (EventSource, Outcome, drain_all, merge_events, open_all, sse_error,
                          sse_event, sse_response)
@@ -173,10 +174,11 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             _log.info("/completion request: %s", dumps(data))
         opts = validate(CompletionRequest, data)
         engine = ctx.ready_engine()
-        prompts = texts(split_prompts(opts.prompt))
+        prompts = split_prompts(opts.prompt)
         prepared = await ctx.run_blocking(lambda: resolve_choices(
-            engine, ctx.defaults, opts, prompts, opts.n_cmpl, grammar=grammar_of(opts),
-            truncate=True))
+            engine, ctx.defaults, opts,
+            decode_prompts(prompts, engine, ctx.media_policy, image_data=opts.image_data),
+            opts.n_cmpl, grammar=grammar_of(opts), truncate=True))
         sources = await open_all(ctx, prepared)
         return await respond(ctx, sources, opts, several=len(sources) > 1)
 
@@ -188,7 +190,9 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         opts = validate(InfillRequest, await read_json_object(request))
         engine = ctx.ready_engine()
         prompt = infill_prompt(engine.vocab, opts, ctx.settings.spm_infill)
+        if opts.image_data:
+            raise invalid("/infill takes no 'image_data'")
         prepared = await ctx.run_blocking(lambda: resolve_choices(
-            engine, ctx.defaults, opts, [prompt], 1, grammar=grammar_of(opts), truncate=True,
-            add_special=False))
+            engine, ctx.defaults, opts, [PromptInput(prompt)], 1, grammar=grammar_of(opts),
+            truncate=True, add_special=False))
         return await respond(ctx, await open_all(ctx, prepared), opts, several=False)

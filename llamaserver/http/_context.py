@@ -25,6 +25,7 @@ from ..settings import ServerSettings
 from ._errors import ApiError
 from ._llama_shapes import Pieces, generation_settings
 from ._metrics import EngineCollector
+from ._media import MediaPolicy
 from ._resolve import RequestDefaults
 
 T = TypeVar("T")
@@ -44,6 +45,7 @@ class ApiContext:
         self._api_keys = [key.encode("utf-8") for key in settings.all_api_keys()]
         self._pieces: tuple[Engine, Pieces] | None = None
         self.defaults = RequestDefaults.from_settings(settings)
+        self.media_policy = MediaPolicy.from_settings(settings)
 
     # ---- engine ------------------------------------------------------------------------
     @property

@@ -15,7 +15,8 @@ from ._errors import invalid, not_supported
 from ._llama_shapes import Pieces, timings
 from ._openai import (OpenAIOptions, finish_reason, new_id, now, stream_choices,
                       text_logprobs, usage, verbose_view)
-from ._prompts import split_prompts, texts
+from ._media import decode_prompts
+from ._prompts import split_prompts
 from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
 
@@ -46,10 +47,11 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             raise invalid("'best_of' must equal 'n' (no server-side ranking)")
         if opts.logprobs and not opts.n_probs:
             opts.n_probs = opts.logprobs
-        prompts = texts(split_prompts(opts.prompt))
+        prompts = split_prompts(opts.prompt)
         prepared = await ctx.run_blocking(lambda: resolve_choices(
-            engine, ctx.defaults, opts, prompts, opts.n, grammar=grammar_of(opts)))
-        echoes = [_prompt_text(engine, p) if opts.echo else "" for p in prompts
+            engine, ctx.defaults, opts, decode_prompts(prompts, engine, ctx.media_policy),
+            opts.n, grammar=grammar_of(opts)))
+        echoes = [_prompt_text(engine, p.value) if opts.echo else "" for p in prompts
                   for _ in range(opts.n)]
         sources = await open_all(ctx, prepared)
         cid, created = new_id("cmpl"), now()

@@ -12,15 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import invalid, not_supported
+from ._errors import invalid
 
-__all__ = ["PromptInput", "split_prompts", "texts"]
+__all__ = ["PromptInput", "split_prompts"]
 
 
 @dataclass(frozen=True)
 class PromptInput:
     value: str | list[int | str]          # text, or token ids and text mixed
-    media: list[str] = field(default_factory=list)  # base64 items for the media markers
+    # the media for the text's markers: base64 as sent, bytes once decoded (_media)
+    media: list[Any] = field(default_factory=list)
 
 
 def _is_id(item: Any) -> bool:
@@ -57,11 +58,3 @@ def split_prompts(value: Any, name: str = "prompt") -> list[PromptInput]:
         if not any(_is_id(item) for item in value):
             return [_one(item, name) for item in value]
     return [_one(value, name)]
-
-
-def texts(prompts: list[PromptInput]) -> list[str | list[int | str]]:
-    """The prompts' text; 501 for media, which this server cannot take yet."""
-    if any(p.media for p in prompts):
-        raise not_supported("Multimodal data provided, but this server has no multimodal "
-                            "projector")
-    return [p.value for p in prompts]

@@ -20,8 +20,9 @@ from llama_ffi import InvalidTokenError, SamplerParams
 from ..engine import Engine, GenerationRequest, PreparedRequest, SystemPrompt
 from ..settings import ServerSettings
 from .._json_grammar import SchemaError, schema_to_grammar
-from ._errors import invalid, not_supported
+from ._errors import invalid
 from ._options import GenerationOptions, SystemPromptObject, scales_by_id
+from ._prompts import PromptInput
 
 RANDOM_SEED = 0xFFFFFFFF
 
@@ -81,28 +82,49 @@ def grammar_of(opts: GenerationOptions, schema: Any = None) -> str | None:
 
 
 def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
-            prompt: str | Sequence[int | str], *, add_special: bool = True,
-            parse_special: bool = True, grammar: str | None = None, seed: int | None = None,
-            truncate: bool = True) -> PreparedRequest:
+            prompt: str | Sequence[int | str], *, media: Sequence[bytes] = (),
+            add_special: bool = True, parse_special: bool = True, grammar: str | None = None,
+            seed: int | None = None, truncate: bool = True) -> PreparedRequest:
     """The prepared engine request for one prompt (blocking: run it in the worker pool).
 
+    ``media`` are the encoded images/audio for the media markers of a text ``prompt``;
     ``grammar`` is the GBNF already derived from the request (see :func:`grammar_of`);
     ``seed`` overrides the request's (``n`` > 1 gives each choice its own).  Raises
     ``ApiError`` 400/501 for bad options, ``EngineError`` for what the engine refuses.
     """
-    if opts.image_data:
-        raise not_supported("Image input is not supported by this server (it has no "
-                            "multimodal projector)")
     vocab = engine.vocab
+    pieces: Any = ()
+    owner = None
     try:
-        tokens, bos_added = vocab.tokenize_prompt(prompt, add_special=add_special,
-                                                  parse_special=parse_special)
+        if media:
+            assert isinstance(prompt, str)
+            with_media = engine.media_prompt(prompt, list(media), add_special=add_special,
+                                             parse_special=parse_special)
+            tokens, bos_added = with_media.tokens, with_media.bos_added
+            pieces, owner = with_media.media, with_media.owner
+        else:
+            tokens, bos_added = vocab.tokenize_prompt(prompt, add_special=add_special,
+                                                      parse_special=parse_special)
     except InvalidTokenError as exc:
         raise invalid(f"Invalid token in 'prompt': {exc}") from None
-    except ValueError as exc:
+    except ValueError as exc:  # MediaError included
         raise invalid(f"Invalid 'prompt': {exc}") from None
+    try:
+        return engine.prepare(_request(engine, defaults, opts, prompt, tokens, bos_added,
+                                       grammar=grammar, seed=seed, truncate=truncate,
+                                       media=pieces, owner=owner))
+    except BaseException:
+        if owner is not None:
+            owner.close()
+        raise
+
+
+def _request(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
+             prompt: str | Sequence[int | str], tokens: list[int], bos_added: bool, *,
+             grammar: str | None, seed: int | None, truncate: bool, media: Any,
+             owner: Any) -> GenerationRequest:
     request = GenerationRequest(
-        tokens=tokens, bos_added=bos_added,
+        tokens=tokens, bos_added=bos_added, media=media, media_owner=owner,
         sampling=sampler_params(opts, engine, defaults, grammar=grammar, seed=seed),
         n_predict=effective_n_predict(opts, defaults),
         n_keep=opts.n_keep if opts.n_keep is not None else defaults.n_keep,
@@ -111,7 +133,7 @@ def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
                    if s),
         system_prompt=system_prompt_of(opts, engine),
         truncate=truncate,
-        prompt_text=prompt if isinstance(prompt, str) else vocab.detokenize(tokens),
+        prompt_text=prompt if isinstance(prompt, str) else engine.vocab.detokenize(tokens),
     )
     if opts.id_slot is not None:
         request.id_slot = opts.id_slot
@@ -121,11 +143,11 @@ def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
         request.lora = scales_by_id(opts.lora)
     request.timings_per_token = bool(opts.timings_per_token)
     request.return_progress = bool(opts.return_progress and opts.stream)
-    return engine.prepare(request)
+    return request
 
 
 def resolve_choices(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
-                    prompts: Sequence[str | Sequence[int | str]], n: int, *,
+                    prompts: Sequence[PromptInput], n: int, *,
                     grammar: str | None, truncate: bool = False,
                     add_special: bool = True) -> list[PreparedRequest]:
     """``n`` prepared requests per prompt, each choice with its own seed (blocking); all or
@@ -137,9 +159,9 @@ def resolve_choices(engine: Engine, defaults: RequestDefaults, opts: GenerationO
         for prompt in prompts:
             for j in range(n):
                 seed = base_seed if base_seed == RANDOM_SEED else (base_seed + j) & RANDOM_SEED
-                prepared.append(resolve(engine, defaults, opts, prompt, grammar=grammar,
-                                        seed=seed, truncate=truncate,
-                                        add_special=add_special))
+                prepared.append(resolve(engine, defaults, opts, prompt.value,
+                                        media=prompt.media, grammar=grammar, seed=seed,
+                                        truncate=truncate, add_special=add_special))
     except BaseException:
         for p in prepared:
             p.close()

@@ -57,13 +57,20 @@ def props(ctx: ApiContext) -> dict[str, Any]:
         "eos_token": special(vocab.eos),
         "n_ctx": engine.n_ctx,
         "n_ctx_slot": engine.n_ctx_slot,
-        "modalities": {"vision": False, "audio": False, "video": False},
+        "modalities": modalities(engine),
+        "media_marker": engine.projector.marker if engine.projector is not None else "",
         "endpoint_slots": s.endpoint_slots,
         "endpoint_props": s.endpoint_props,
         "endpoint_metrics": s.endpoint_metrics,
         "build_info": ctx.build_info,
         "is_sleeping": False,
     }
+
+
+def modalities(engine: Engine) -> dict[str, bool]:
+    projector = engine.projector
+    return {"vision": bool(projector and projector.supports_vision),
+            "audio": bool(projector and projector.supports_audio), "video": False}
 
 
 class PropsUpdate(ApiModel):
@@ -174,14 +181,19 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         raise invalid("Invalid action: use save, restore or erase")
 
     async def models() -> Response:
-        meta = model_meta(ctx.engine) if ctx.state == "ready" else None
+        engine = ctx.engine if ctx.state == "ready" else None
+        meta = model_meta(engine)
+        if engine is not None and meta is not None:
+            meta["modalities"] = modalities(engine)
         entry = {"id": ctx.model_id, "aliases": ctx.model_aliases,
                  "tags": list(ctx.settings.tags), "object": "model", "created": ctx.created,
                  "owned_by": "llamacpp", "meta": meta}
         # the same model as Ollama's clients list it (upstream answers both)
+        multimodal = engine is not None and engine.projector is not None
         listed = {"name": ctx.model_id, "model": ctx.model_id, "modified_at": "",
                   "size": "", "digest": "", "type": "model", "description": "",
-                  "tags": list(ctx.settings.tags), "capabilities": ["completion"],
+                  "tags": list(ctx.settings.tags),
+                  "capabilities": ["completion", *(["multimodal"] if multimodal else [])],
                   "parameters": "", "details": {"parent_model": "", "format": "gguf",
                                                 "family": "", "families": [],
                                                 "parameter_size": "",

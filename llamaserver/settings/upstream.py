@@ -141,15 +141,10 @@ ROWS: tuple[Row, ...] = (
            ("-lcs --lookup-cache-static", "FNAME"), ("-lcd --lookup-cache-dynamic", "FNAME"),
            "--spec-default"),
     *_rows(PENDING, "multimodal input",
-           ("-mmu --mmproj-url", "URL", _env("LLAMA_ARG_MMPROJ_URL")),
            # --no-mmproj asks for what this server does: no projector unless --mmproj
            ("--mmproj-auto", None, _env("LLAMA_ARG_MMPROJ_AUTO", negative=(
                "--no-mmproj", "--no-mmproj-auto"), **_OFF)),
-           ("--mmproj-offload", None, _env("LLAMA_ARG_MMPROJ_OFFLOAD",
-                                           negative=("--no-mmproj-offload",))),
            ("-mmdev --mmproj-device", "DEVICE", _env("MTMD_BACKEND_DEVICE")),
-           ("--image-min-tokens", "N", _env("LLAMA_ARG_IMAGE_MIN_TOKENS", **_INT)),
-           ("--image-max-tokens", "N", _env("LLAMA_ARG_IMAGE_MAX_TOKENS", **_INT)),
            ("--mtmd-batch-max-tokens", "N", _env("LLAMA_ARG_MTMD_BATCH_MAX_TOKENS", **_INT)),
            ("--video-fps", "N", _env("LLAMA_ARG_VIDEO_FPS", **_FLOAT)),
            ("--video-timestamp-interval", "N",
