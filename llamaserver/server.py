@@ -32,10 +32,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from quart import Blueprint, Quart, Response, send_from_directory
+from quart import Blueprint, Quart
 
 from ._cors import CorsPolicy, install_cors
 from ._listen import open_listeners
+from ._webui import add_ui_routes
 from .engine import Engine
 from .http import ApiContext, add_app_auth, create_blueprint, register_error_handlers
 from .settings import ServerSettings
@@ -186,8 +187,8 @@ class LlamaServer:
         app.register_blueprint(self.blueprint(url_prefix=settings.api_prefix or None))
         register_error_handlers(app)  # 404/405 for unknown routes, in the same shape
         add_app_auth(app, self._ctx)
-        if settings.path is not None:
-            _add_static_routes(app, Path(settings.path))
+        add_ui_routes(app, settings,  # after the API, whose routes it must not shadow
+                      key_is_valid=self._ctx.key_is_valid if self._ctx.auth_enabled else None)
         install_cors(app, CorsPolicy(settings.cors_origins, settings.cors_methods,
                                      settings.cors_headers, settings.cors_credentials))
         return app
@@ -236,13 +237,3 @@ class LlamaServer:
 def _print_url(url: str) -> None:
     print(f"llamaserver listening on {url}", flush=True)
 
-
-def _add_static_routes(app: Quart, root: Path) -> None:
-    async def index() -> Response:
-        return await send_from_directory(root, "index.html")
-
-    async def static_file(filename: str) -> Response:
-        return await send_from_directory(root, filename)  # safe_join refuses '..'
-
-    app.add_url_rule("/", "static_index", index, methods=["GET"])
-    app.add_url_rule("/<path:filename>", "static_file", static_file, methods=["GET"])

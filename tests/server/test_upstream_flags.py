@@ -78,6 +78,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         (root / name).write_text("-----BEGIN-----\n")
     return {"--grammar-file": str(root / "grammar.gbnf"), "-jf": str(root / "schema.json"),
             "--api-key-file": str(root / "keys.txt"), "--media-path": str(root / "media"),
+            "--path": str(root / "media"),
             "--chat-template-file": str(root / "template.jinja"),
             "--mmproj": str(root / "mmproj.gguf"),
             "--ssl-key-file": str(root / "key.pem"), "--ssl-cert-file": str(root / "cert.pem")}
