@@ -260,7 +260,7 @@ def test_images_go_as_content_parts_when_the_server_has_vision(watched: Watched)
     assert content[1]["type"] == "image_url"
     assert content[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
     # this server has no projector: its refusal is shown, nothing breaks
-    assert "not supported" in last_answer(page).locator(".message-error").inner_text()
+    assert "projector" in last_answer(page).locator(".message-error").inner_text()
     assert page.locator("#messages .message.user img").count() == 1
 
 
