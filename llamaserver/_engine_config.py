@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import EngineConfig
+from .engine.config import SpecConfig
 from .settings import ServerSettings
 
 __all__ = ["ConfigError", "engine_config"]
@@ -56,6 +57,8 @@ def engine_config(settings: ServerSettings, model: Path | None = None,
         yarn_attn_factor=_model_default(s.yarn_attn_factor),
         yarn_beta_fast=_model_default(s.yarn_beta_fast),
         yarn_beta_slow=_model_default(s.yarn_beta_slow),
+        speculative=(SpecConfig(n_max=s.spec_draft_n_max, n_min=max(1, s.spec_draft_n_min))
+                     if s.ngram_speculation and s.spec_draft_n_max > 0 else None),
         queue_size=s.queue_size, cont_batching=s.cont_batching, context_shift=s.context_shift,
         grp_attn_n=s.grp_attn_n, grp_attn_w=s.grp_attn_w,
         # --reranking is --embedding --pooling rank, as in llama-server

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import EngineError, InvalidRequest, PromptTooLong, Unsupported
 from ._generation import Generation
+from ._speculative import NgramDrafter
 from ._job import EmbeddingJob, Job, SystemPromptUpdate
 from ._prompt import fit_prompt, user_prompt
 from ._slot import IDLE
@@ -193,6 +194,9 @@ class Admission:
         gen = Generation(job, chain, w.vocab, w.eog, w.send, n_prompt_user=len(user),
                          n_prompt_eval=len(full) - n_reuse, n_cached=n_reuse,
                          truncated=truncated)
+        spec = w.config.speculative
+        if spec is not None and req.speculative and not w.self_extend:
+            gen.drafter = NgramDrafter(full, spec)
         # a context shift would cut through media pieces
         slot.begin(job, gen, full, n_reuse, n_sys, n_keep,
                    can_shift=w.can_shift and req.n_predict >= 0 and not media, media=media)

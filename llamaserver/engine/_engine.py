@@ -127,7 +127,8 @@ class Engine:
         worker = Worker(loaded, WorkerConfig(
             n_slots=self.n_slots, n_ctx_slot=loaded.n_ctx_slot, n_batch=loaded.ctx.n_batch,
             queue_size=c.queue_size, cont_batching=c.cont_batching,
-            context_shift=c.context_shift, ga_n=loaded.ga_n, ga_w=c.grp_attn_w),
+            context_shift=c.context_shift, ga_n=loaded.ga_n, ga_w=c.grp_attn_w,
+            speculative=c.speculative),
             server_scales=lambda: tuple(self._lora_scales))
         self._worker = worker
         if c.system_prompt:

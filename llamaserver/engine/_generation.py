@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from llama_ffi import StopMatcher, TokenDecoder, TokenProbs
 
 from ._budget import BudgetTracker
+from ._speculative import NgramDrafter
 from .types import FinalEvent, PromptProgress, Timings, TokenEvent
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ class Generation:
         "eog", "n_decoded", "out_tokens", "parts", "held_tokens", "held_probs", "truncated",
         "stopped_eos", "stopped_limit", "stopped_word", "stopping_word", "n_prompt_user",
         "n_prompt_eval", "n_cached", "t_start", "t_prompt_start", "t_prompt_end", "t_last",
-        "timings_per_token", "return_progress", "budget", "_send",
+        "timings_per_token", "return_progress", "budget", "drafter", "draft_n",
+        "draft_accepted", "_send",
     )
 
     def __init__(self, job: Job, chain: SamplerChain | None, vocab: Vocab,
@@ -52,6 +54,8 @@ class Generation:
         self.timings_per_token = req.timings_per_token
         self.return_progress = req.return_progress
         self.budget = BudgetTracker(req.budget) if req.budget is not None else None
+        self.drafter: NgramDrafter | None = None  # set by the slot when it speculates
+        self.draft_n = self.draft_accepted = 0
         self.eog = eog
         self._send = send
         self.n_decoded = 0
@@ -106,6 +110,8 @@ class Generation:
             probs = None
         self.t_last = now = _perf()
         self.n_decoded += 1
+        if self.drafter is not None:
+            self.drafter.append(tok)
         if tok in self.eog and not self.ignore_eos:
             self.stopped_eos = True
             return -1
@@ -173,7 +179,8 @@ class Generation:
         predicted_ms = max(0.0, (end - self.t_prompt_end) * 1000.0) if self.t_prompt_end else 0.0
         return Timings(prompt_n=self.n_prompt_eval, prompt_ms=prompt_ms,
                        predicted_n=self.n_decoded, predicted_ms=predicted_ms,
-                       cache_n=self.n_cached)
+                       cache_n=self.n_cached, draft_n=self.draft_n,
+                       draft_n_accepted=self.draft_accepted)
 
     def final_event(self, id_slot: int) -> FinalEvent:
         return FinalEvent(

@@ -84,6 +84,7 @@ def _context(model: Model, c: EngineConfig) -> Context:
 
     total = c.ctx_size or model.n_ctx_train
     per_slot = max(1, total // c.n_slots)
+    draft = c.speculative.n_max if c.speculative is not None else 0
     return Context(
         # One sequence per slot plus one holding the shared system prompt, each in a KV stream
         # of its own (not unified): a sequence's cells then stay in position order whatever
@@ -99,8 +100,9 @@ def _context(model: Model, c: EngineConfig) -> Context:
         yarn_ext_factor=c.yarn_ext_factor, yarn_attn_factor=c.yarn_attn_factor,
         yarn_beta_fast=c.yarn_beta_fast, yarn_beta_slow=c.yarn_beta_slow,
         yarn_orig_ctx=c.yarn_orig_ctx,
-        # a step reads one row of logits per sequence, never more: a smaller reserved graph
-        n_outputs_max=c.n_slots + 1, n_outputs_max_per_seq=1)
+        # a step reads one row of logits per sequence (and its draft's), never more: a smaller
+        # reserved graph
+        n_outputs_max=(c.n_slots + 1) * (1 + draft), n_outputs_max_per_seq=1 + draft)
 
 
 def _self_extend(c: EngineConfig, ctx: Context) -> int:

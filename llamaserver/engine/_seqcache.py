@@ -111,6 +111,13 @@ class SequenceCache:
         self.pos = pos + len(chunk)
         return pos
 
+    def rollback(self, n: int) -> None:
+        """Forget the last ``n`` cells (a rejected draft's)."""
+        if n > 0:
+            self.ctx.seq_rm(self.seq, self.pos - n, -1)
+            del self.tokens[-n:]
+            self.pos -= n
+
     def extend_media(self, cells: list[int], n_pos: int) -> None:
         """Record a media piece just decoded: its placeholder ids take ``n_pos`` positions."""
         self.tokens.extend(cells)

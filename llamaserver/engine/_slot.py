@@ -24,7 +24,7 @@ GENERATING = 2   # one token per step
 class Slot:
     __slots__ = ("id", "seq", "n_ctx", "cache", "state", "job", "gen", "lora", "prompt",
                  "i_prompt", "i_batch", "n_sys", "n_keep", "can_shift", "sampled", "media",
-                 "next_media")
+                 "next_media", "draft")
 
     def __init__(self, id: int, ctx: Context, n_ctx: int) -> None:
         self.id = id
@@ -42,6 +42,7 @@ class Slot:
         self.n_keep = 0                       # tokens a context shift keeps
         self.can_shift = False
         self.sampled = -1                     # the token to decode next
+        self.draft: list[int] = []            # this step's speculative tokens after it
         self.media: dict[int, MediaPiece] = {}  # the prompt's media pieces by offset
         self.next_media = 0                   # where the next media piece starts
 
@@ -58,6 +59,7 @@ class Slot:
         self.can_shift = can_shift
         self.sampled = -1
         self.i_batch = -1
+        self.draft = []
         self.media = media
         self._next_media()
         job.id_slot = self.id

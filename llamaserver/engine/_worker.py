@@ -37,6 +37,7 @@ from ._metrics import Metrics
 from ._pump import Delivery
 from ._shared import SharedPrefix
 from ._slot import GENERATING, IDLE, PROMPT, Slot
+from ._speculative import SpecConfig, draft_room, verify
 from ._threadname import name_os_thread
 from .types import Embedding, FinalEvent, MediaPiece
 
@@ -61,6 +62,7 @@ class WorkerConfig:
     context_shift: bool
     ga_n: int
     ga_w: int
+    speculative: SpecConfig | None = None
 
 
 class Worker:
@@ -265,7 +267,10 @@ class Worker:
                     self.finish(slot)
                     return
             t0 = _perf()
-            tok = gen.sample(self.ctx, i, slot.at_context_limit)
+            if slot.draft:
+                tok = verify(slot, self.ctx, i, self.metrics)
+            else:
+                tok = gen.sample(self.ctx, i, slot.at_context_limit)
             self._sample_s += gen.t_last - t0
             if tok < 0:
                 self.finish(slot)
@@ -355,6 +360,14 @@ class Worker:
                 tok = slot.sampled
                 slot.i_batch = add(tok, cache.push(tok), slot.seq, True)
                 n_gen += 1
+                drafter = slot.gen.drafter  # type: ignore[union-attr]
+                if drafter is not None:
+                    draft = drafter.draft(draft_room(slot, budget))
+                    for d in draft:
+                        add(d, cache.push(d), slot.seq, True)
+                    slot.draft = draft
+                    n_gen += len(draft)
+                    budget -= len(draft)
             elif slot.state == PROMPT and prompts_allowed and budget > 0:
                 if self_extend:
                     # keep raw positions within one group window of the compressed ones

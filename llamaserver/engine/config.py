@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EngineConfig"]
+from ._speculative import SpecConfig
+
+__all__ = ["EngineConfig", "SpecConfig"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class EngineConfig:
     yarn_attn_factor: float | None = None
     yarn_beta_fast: float | None = None
     yarn_beta_slow: float | None = None
+    # speculative decoding from n-grams of the prompt and the text so far; None: off
+    speculative: SpecConfig | None = None
     # scheduling
     queue_size: int = 64
     cont_batching: bool = True

@@ -101,6 +101,7 @@ class GenerationRequest:
     budget: TokenBudget | None = None  # e.g. a thinking budget
     media: tuple[MediaPiece, ...] = ()
     media_owner: Any = None  # llama_ffi.Chunks behind ``media``: closed when the request ends
+    speculative: bool = True          # may use the server's speculative decoding
     timings_per_token: bool = False   # each TokenEvent carries the timings so far
     return_progress: bool = False     # PromptProgress events while the prompt is evaluated
 
@@ -139,6 +140,8 @@ class Timings:
     predicted_n: int = 0     # tokens generated
     predicted_ms: float = 0.0
     cache_n: int = 0         # prompt tokens reused from the slot's cache
+    draft_n: int = 0         # speculative decoding: tokens drafted, and accepted
+    draft_n_accepted: int = 0
 
 
 @dataclass(slots=True)

@@ -78,7 +78,8 @@ class ApiContext:
     def generation_settings(self, req: GenerationRequest, lora: tuple[float, ...], *,
                             stream: bool = False) -> dict[str, Any]:
         return generation_settings(req, lora, n_ctx=self.ready_engine().n_ctx_slot,
-                                   model=self.model_id, stream=stream)
+                                   model=self.model_id, stream=stream,
+                                   speculative=",".join(self.settings.spec_type))
 
     def default_generation_settings(self) -> dict[str, Any]:
         """What a request that sets nothing gets (``/props``, idle ``/slots``)."""

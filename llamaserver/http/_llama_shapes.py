@@ -28,7 +28,8 @@ _RENAMED = {"penalty_prompt_tokens": None, "logit_bias": None}
 
 
 def generation_settings(req: GenerationRequest, lora: tuple[float, ...], *, n_ctx: int,
-                        model: str, stream: bool = False) -> dict[str, Any]:
+                        model: str, stream: bool = False,
+                        speculative: str = "none") -> dict[str, Any]:
     """The seed's ``generation_settings`` of ``req``, run with adapter scales ``lora``."""
     sampling: SamplerParams = req.sampling
     out: dict[str, Any] = {"n_ctx": n_ctx, "n_predict": req.n_predict, "model": model}
@@ -49,7 +50,8 @@ def generation_settings(req: GenerationRequest, lora: tuple[float, ...], *, n_ct
         "lora": [{"id": i, "scale": v} for i, v in enumerate(lora) if v],
         # today's llama-server names beside the seed's
         "max_tokens": req.n_predict, "timings_per_token": req.timings_per_token,
-        "post_sampling_probs": False, "backend_sampling": False, "speculative.types": "none",
+        "post_sampling_probs": False, "backend_sampling": False,
+        "speculative.types": speculative if req.speculative else "none",
         "grammar_lazy": False, "grammar_triggers": [], "preserved_tokens": [],
         "chat_format": "Content-only", "reasoning_format": "none",
         "reasoning_in_content": False, "generation_prompt": "",
@@ -104,7 +106,9 @@ def probability_entry(pieces: Pieces, probs: TokenProbs) -> dict[str, Any]:
 
 
 def timings(t: Timings) -> dict[str, Any]:
+    drafts = {"draft_n": t.draft_n, "draft_n_accepted": t.draft_n_accepted} if t.draft_n else {}
     return {
+        **drafts,
         "cache_n": t.cache_n,
         "prompt_n": t.prompt_n,
         "prompt_ms": t.prompt_ms,

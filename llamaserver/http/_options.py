@@ -89,3 +89,6 @@ class GenerationOptions(ApiModel):
     lora: list[LoraScale] | None = None
     timings_per_token: bool | None = None
     return_progress: bool | None = None
+    # speculative decoding: off for this request with false (or upstream's n_max 0)
+    speculative: bool | None = None
+    speculative_n_max: Count | None = Field(None, alias="speculative.n_max")

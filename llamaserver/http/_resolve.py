@@ -141,6 +141,7 @@ def _request(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
         request.t_max_predict_ms = opts.t_max_predict_ms
     if opts.lora is not None:
         request.lora = scales_by_id(opts.lora)
+    request.speculative = opts.speculative is not False and opts.speculative_n_max != 0
     request.timings_per_token = bool(opts.timings_per_token)
     request.return_progress = bool(opts.return_progress and opts.stream)
     return request

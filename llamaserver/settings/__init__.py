@@ -25,6 +25,7 @@ from .model import ModelSettings
 from .network import NetworkSettings
 from .rope import RopeSettings
 from .sampling import SamplingSettings
+from .speculative import SpeculativeSettings
 from .upstream import UpstreamOnly
 
 __all__ = ["ServerSettings", "CacheType"]
@@ -34,7 +35,7 @@ _SECRETS = ("api_key", "hf_token")
 
 class ServerSettings(UpstreamOnly, LogSettings, NetworkSettings, HardwareSettings,
                      SamplingSettings, RopeSettings, ContextSettings, ChatSettings,
-                     MediaSettings, ModelSettings):
+                     SpeculativeSettings, MediaSettings, ModelSettings):
     """Configuration of one :class:`llamaserver.LlamaServer`.
 
     Build it directly (``ServerSettings(ctx_size=2048, parallel=4)``), from the command line

@@ -79,9 +79,6 @@ def _negative_is_off(text: str) -> float:
     return -1.0 if value < 0 else value  # every negative value means "off"
 
 
-_SPEC_TYPES = _names("none", "draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash",
-                     "draft-dspark", "ngram-simple", "ngram-map-k", "ngram-map-k4v",
-                     "ngram-mod", "ngram-cache")
 _KV_TYPES = _names("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 _INT = {"type": int}
 _FLOAT = {"type": float}
@@ -89,21 +86,13 @@ _OFF = {"inert": (False,)}
 
 ROWS: tuple[Row, ...] = (
     *_rows(PENDING, "speculative decoding",
-           ("--spec-type", "TYPES", _env("LLAMA_ARG_SPEC_TYPE", type=_SPEC_TYPES,
-                                         inert=("none",))),
-           ("--spec-draft-model -md --model-draft", "FNAME",
-            _env("LLAMA_ARG_SPEC_DRAFT_MODEL")),
            ("--spec-draft-hf -hfd -hfrd --hf-repo-draft", "REPO",
             _env("LLAMA_ARG_SPEC_DRAFT_HF_REPO")),
            ("--spec-draft-ngl -ngld --gpu-layers-draft --n-gpu-layers-draft", "N",
             _env("LLAMA_ARG_N_GPU_LAYERS_DRAFT")),
            ("--spec-draft-device -devd --device-draft", "DEVICES"),
-           ("--spec-draft-n-max", "N", _env("LLAMA_ARG_SPEC_DRAFT_N_MAX", **_INT)),
-           ("--spec-draft-n-min", "N", _env("LLAMA_ARG_SPEC_DRAFT_N_MIN", **_INT)),
            ("--spec-draft-p-split --draft-p-split", "P",
             _env("LLAMA_ARG_SPEC_DRAFT_P_SPLIT", **_FLOAT)),
-           ("--spec-draft-p-min --draft-p-min", "P",
-            _env("LLAMA_ARG_SPEC_DRAFT_P_MIN", **_FLOAT)),
            ("--spec-draft-threads -td --threads-draft", "N", _INT),
            ("--spec-draft-threads-batch -tbd --threads-batch-draft", "N", _INT),
            ("--spec-draft-cpu-mask -Cd --cpu-mask-draft", "M"),

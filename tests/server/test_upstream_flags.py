@@ -80,7 +80,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "--api-key-file": str(root / "keys.txt"), "--media-path": str(root / "media"),
             "--path": str(root / "media"),
             "--chat-template-file": str(root / "template.jinja"),
-            "--mmproj": str(root / "mmproj.gguf"),
+            "--mmproj": str(root / "mmproj.gguf"), "-md": str(root / "mmproj.gguf"),
+            "--spec-draft-model": str(root / "mmproj.gguf"),
+            "--model-draft": str(root / "mmproj.gguf"),
             "--ssl-key-file": str(root / "key.pem"), "--ssl-cert-file": str(root / "cert.pem")}
 
 
@@ -200,15 +202,14 @@ def test_every_environment_variable_acts_as_its_flag(
 
 def test_flag_beats_environment_beats_default() -> None:
     environ = {"LLAMA_ARG_TEMPERATURE": "0.3", "LLAMA_ARG_JINJA": "false",
-               "LLAMA_ARG_SPEC_TYPE": "ngram-simple"}
+               "LLAMA_ARG_MODELS_MAX": "4"}
     assert ServerSettings().temperature == 0.8 and ServerSettings().jinja is True
     by_env = parse_args([], environ=environ)
     assert (by_env.temperature, by_env.jinja) == (0.3, False)
-    assert by_env.not_applied == {"LLAMA_ARG_SPEC_TYPE": "ngram-simple"}
-    by_flag = parse_args(["--temp", "0.5", "--jinja", "--spec-type", "ngram-mod"],
-                         environ=environ)
+    assert by_env.not_applied == {"LLAMA_ARG_MODELS_MAX": 4}
+    by_flag = parse_args(["--temp", "0.5", "--jinja", "--models-max", "2"], environ=environ)
     assert (by_flag.temperature, by_flag.jinja) == (0.5, True)
-    assert by_flag.not_applied == {"--spec-type": "ngram-mod"}  # one entry: the flag's
+    assert by_flag.not_applied == {"--models-max": 2}  # one entry: the flag's
 
 
 def test_negative_environment_variable_switches_off() -> None:
@@ -222,23 +223,24 @@ def test_negative_environment_variable_switches_off() -> None:
 
 def test_underscores_in_long_flags_read_as_dashes() -> None:
     settings = parse_args(["--n_gpu_layers", "2", "--top_k", "5", "--spec_type", "ngram-mod",
-                           "--ctx_size", "256", "--no_context_shift"], environ={})
+                           "--ctx_size", "256", "--no_context_shift", "--models_max", "3"],
+                          environ={})
     assert (settings.n_gpu_layers, settings.top_k, settings.ctx_size) == (2, 5, 256)
-    assert settings.context_shift is False
-    assert settings.not_applied == {"--spec-type": "ngram-mod"}
+    assert settings.context_shift is False and settings.spec_type == ["ngram-mod"]
+    assert settings.not_applied == {"--models-max": 3}
 
 
 def test_last_spelling_of_a_row_wins() -> None:
-    settings = parse_args(["-md", "a.gguf", "--model-draft", "b.gguf"], environ={})
-    assert settings.not_applied == {"--model-draft": "b.gguf"}
+    settings = parse_args(["-td", "2", "--threads-draft", "3"], environ={})
+    assert settings.not_applied == {"--threads-draft": 3}
     assert upstream.warnings(settings.not_applied) == [
-        "--model-draft is accepted but not applied yet (speculative decoding)"]
+        "--threads-draft is accepted but not applied yet (speculative decoding)"]
 
 
 def test_inert_values_are_accepted_without_a_warning() -> None:
-    settings = parse_args(["--cache-ram", "0", "--no-mmproj", "--spec-type", "none",
-                           "--no-agent", "--adaptive-target", "-3"], environ={})
-    assert len(settings.not_applied) == 5
+    settings = parse_args(["--cache-ram", "0", "--no-mmproj", "--no-agent",
+                           "--adaptive-target", "-3"], environ={})
+    assert len(settings.not_applied) == 4
     assert upstream.warnings(settings.not_applied) == []
     assert upstream.check(settings.not_applied, has_model=False) is None
 
@@ -253,8 +255,8 @@ def test_ignored_flags_are_notes_not_warnings() -> None:
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--spec-draft-n-max", "many"], "argument --spec-draft-n-max: invalid int value: 'many'"),
-    (["--spec-type", "fast"], "argument --spec-type: unknown value 'fast'; known: none,"),
+    (["--spec-draft-n-max", "many"], "--spec-draft-n-max: Input should be a valid integer"),
+    (["--spec-type", "fast"], "--spec-type: unknown type 'fast'; known: none,"),
     (["--override-kv", "a=int:1"], "--override-kv is not supported: overriding model metadata"),
     (["--fim-qwen-7b-default"], "--fim-qwen-7b-default is not supported: preset models"),
 ])
