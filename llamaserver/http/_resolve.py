@@ -15,7 +15,7 @@ from typing import Any
 
 from llama_ffi import InvalidTokenError, SamplerParams
 
-from ..engine import Engine, GenerationRequest, PreparedRequest, SystemPrompt
+from ..engine import Engine, GenerationRequest, PreparedRequest, SystemPrompt, TokenBudget
 from ..settings import ServerSettings
 from .._json_grammar import SchemaError, schema_to_grammar
 from ._errors import invalid, not_supported
@@ -65,11 +65,12 @@ def grammar_of(opts: GenerationOptions, schema: Any = None) -> str | None:
 def resolve(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
             prompt: str | Sequence[int | str], *, add_special: bool = True,
             parse_special: bool = True, grammar: str | None = None, seed: int | None = None,
-            truncate: bool = True) -> PreparedRequest:
+            truncate: bool = True, budget: TokenBudget | None = None) -> PreparedRequest:
     """The prepared engine request for one prompt (blocking: run it in the worker pool).
 
     ``grammar`` is the GBNF already derived from the request (see :func:`grammar_of`);
-    ``seed`` overrides the request's (``n`` > 1 gives each choice its own).  Raises
+    ``seed`` overrides the request's (``n`` > 1 gives each choice its own); ``budget`` bounds
+    a span of the output (a chat's thinking).  Raises
     ``ApiError`` 400/501 for bad options, ``EngineError`` for what the engine refuses.
     """
     if opts.image_data:
@@ -92,6 +93,7 @@ def resolve(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
                    if s),
         system_prompt=system_prompt_of(opts, engine),
         truncate=truncate,
+        budget=budget,
         prompt_text=prompt if isinstance(prompt, str) else vocab.detokenize(tokens),
     )
     if opts.cache_prompt is not None:
@@ -109,7 +111,8 @@ def resolve(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
 
 def resolve_choices(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
                     prompts: Sequence[str | Sequence[int | str]], n: int, *,
-                    grammar: str | None, truncate: bool = False) -> list[PreparedRequest]:
+                    grammar: str | None, truncate: bool = False,
+                    budget: TokenBudget | None = None) -> list[PreparedRequest]:
     """``n`` prepared requests per prompt, each choice with its own seed (blocking); all or
     none.  OpenAI's endpoints answer a prompt too long for a slot with today's
     ``exceed_context_size_error`` rather than the seed's truncation."""
@@ -120,7 +123,7 @@ def resolve_choices(engine: Engine, settings: ServerSettings, opts: GenerationOp
             for j in range(n):
                 seed = base_seed if base_seed == RANDOM_SEED else (base_seed + j) & RANDOM_SEED
                 prepared.append(resolve(engine, settings, opts, prompt, grammar=grammar,
-                                        seed=seed, truncate=truncate))
+                                        seed=seed, truncate=truncate, budget=budget))
     except BaseException:
         for p in prepared:
             p.close()
