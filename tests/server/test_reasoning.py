@@ -7,6 +7,7 @@ the model close it."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -177,6 +178,15 @@ def test_a_block_the_model_opens_itself(thinker: httpx.Client) -> None:
     assert joined(deltas, "content") == message["content"]
 
 
+def test_a_json_answer_after_thinking(thinker: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris"]}},
+              "required": ["city"]}
+    message = message_of(chat(thinker, reasoning_budget=2, max_tokens=24, response_format={
+        "type": "json_schema", "json_schema": {"schema": schema}}))
+    assert message["reasoning_content"]
+    assert json.loads(message["content"]) == {"city": "Paris"}
+
+
 def test_the_openai_client_reads_reasoning(thinker: httpx.Client) -> None:
     with openai.OpenAI(base_url=str(thinker.base_url) + "/v1", api_key="none",
                        max_retries=0, timeout=300) as oai:
@@ -190,6 +200,22 @@ def test_the_openai_client_reads_reasoning(thinker: httpx.Client) -> None:
         streamed_reasoning = "".join((c.choices[0].delta.model_extra or {}).get(
             "reasoning_content") or "" for c in chunks if c.choices)
         assert streamed_reasoning == reasoning
+
+
+def test_server_defaults() -> None:
+    settings = {"reasoning": "off", "reasoning_budget": 0, "reasoning_format": "none",
+                "reasoning_budget_message": "No time."}
+    with running_server(parallel=1, ctx_size=512, chat_template=THINKING_TEMPLATE,
+                        **settings) as running:
+        with httpx.Client(base_url=running.url, timeout=300) as c:
+            off = c.post("/apply-template", json={"messages": ASK}).json()["prompt"]
+            assert off.endswith("<|im_start|>assistant\n")  # -rea off: enable_thinking false
+            # the request turns thinking on; the server's budget of 0 closes it at once, and
+            # its reasoning format leaves the text raw
+            on = {"chat_template_kwargs": {"enable_thinking": True}, "max_tokens": 8}
+            message = message_of(chat(c, **on))
+            assert message["content"].startswith("No time.</think>")
+            assert "reasoning_content" not in message
 
 
 def test_completion_is_untouched(thinker: httpx.Client) -> None:
