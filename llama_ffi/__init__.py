@@ -33,6 +33,7 @@ from llama_ffi._model import Model
 from llama_ffi._mtmd import Projector
 from llama_ffi._mtmd_chunks import Bitmap, Chunk, Chunks, MediaEmbeddings
 from llama_ffi._mtmd_probe import check_projector_file
+from llama_ffi._rerank import RerankPrompt
 from llama_ffi._sampler_params import DEFAULT_SAMPLERS, DEFAULT_SEED, SamplerParams
 from llama_ffi._sampling import SamplerChain, TokenProbs
 from llama_ffi._stop import StopMatcher
@@ -63,6 +64,7 @@ __all__ = [
     "ModelLoadError",
     "NativeLibraryError",
     "Projector",
+    "RerankPrompt",
     "SamplerChain",
     "SamplerParams",
     "StateError",

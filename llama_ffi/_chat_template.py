@@ -114,9 +114,13 @@ class ChatTemplate:
         """One of ``builtin_template_names()``, rendered by ``llama_chat_apply_template``."""
         if name not in builtin_template_names():
             raise TemplateError(f"unknown built-in chat template {name!r}")
+        return cls._libllama(name, name, bos_token, eos_token)
+
+    @classmethod
+    def _libllama(cls, source: str, name: str, bos_token: str, eos_token: str) -> ChatTemplate:
         self = cls.__new__(cls)
         self.limits = TemplateLimits()
-        self.source = name
+        self.source = source
         self.name = name
         self.bos_token = bos_token
         self.eos_token = eos_token
@@ -125,28 +129,34 @@ class ChatTemplate:
         return self
 
     @classmethod
-    def from_model(cls, model: Model, override: str | None = None, **limits: Any) -> ChatTemplate:
+    def from_model(cls, model: Model, override: str | None = None, *, jinja: bool = True,
+                   **limits: Any) -> ChatTemplate:
         """The model's template, or ``override``: a built-in name, a template named in the model, or a Jinja source.
 
         A model without a template gets ``chatml``, as llama-server does.  ``limits`` are the
         constructor's budgets (``timeout=``, ``max_output_chars=``, ...) for a Jinja template.
+        Without ``jinja`` (llama-server's ``--no-jinja``) a source is not run: libllama's own
+        renderer recognizes the formats it knows from it, and ``TemplateError`` says it does not.
         """
         vocab = model.vocab
         bos = vocab.token_to_piece(vocab.bos, special=True).decode("utf-8", "replace") if vocab.bos >= 0 else ""
         eos = vocab.token_to_piece(vocab.eos, special=True).decode("utf-8", "replace") if vocab.eos >= 0 else ""
-        if override:
-            if override in builtin_template_names():
-                return cls.builtin(override, bos_token=bos, eos_token=eos)
-            if _TEMPLATE_NAME.fullmatch(override):
-                named = model.chat_template(override)
-                if named is None:
-                    raise TemplateError(f"unknown chat template {override!r}: not built in, not in the model")
-                return cls(named, bos_token=bos, eos_token=eos, **limits)
-            return cls(override, bos_token=bos, eos_token=eos, **limits)
+        if override and override in builtin_template_names():
+            return cls.builtin(override, bos_token=bos, eos_token=eos)
         source = model.chat_template()
+        if override and _TEMPLATE_NAME.fullmatch(override):
+            source = model.chat_template(override)
+            if source is None:
+                raise TemplateError(f"unknown chat template {override!r}: not built in, not in the model")
+        elif override:
+            source = override
         if source is None:
             return cls.builtin(FALLBACK_TEMPLATE, bos_token=bos, eos_token=eos)
-        return cls(source, bos_token=bos, eos_token=eos, **limits)
+        if jinja:
+            return cls(source, bos_token=bos, eos_token=eos, **limits)
+        template = cls._libllama(source, "libllama", bos, eos)
+        template.render([{"role": "user", "content": "test"}])  # a format libllama knows?
+        return template
 
     @property
     def is_builtin(self) -> bool:

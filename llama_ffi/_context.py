@@ -172,6 +172,11 @@ class Context(OwnedHandle):
         self.embeddings: bool = embeddings
         self.pooling: str = POOLING_NAMES.get(lib.llama_pooling_type(ptr), "unspecified")
         self.causal_attn: bool = bool(lib.llama_get_causal_attn(ptr))  # non-causal: a batch fits a ubatch
+        # No memory (BERT-like encoders have no KV cache): libllama runs a decode as an encode, which
+        # makes every token an output, and more outputs than it reserved abort the process.
+        self.has_memory: bool = self._mem != ffi.NULL
+        outputs_max = self.n_batch if n_outputs_max == 0 or model.has_encoder else n_outputs_max
+        self._encode_limit = min(self.n_batch, self.n_ubatch, outputs_max)
         self._outputs: Sequence[int] = ()  # batch indices with logits from the last decode
         self._abort: CallbackSlot | None = None
         self._loras: dict[LoraAdapter, float] = {}
@@ -204,7 +209,8 @@ class Context(OwnedHandle):
     def decode(self, batch: Batch) -> None:
         """Run the model on ``batch``; ``DecodeError`` (``code`` 1: no KV space) on failure."""
         ptr = self._require()
-        limit = self.n_batch if self.causal_attn else min(self.n_batch, self.n_ubatch)
+        limit = (self._encode_limit if not self.has_memory
+                 else self.n_batch if self.causal_attn else min(self.n_batch, self.n_ubatch))
         self._check_batch(batch, limit, "decode")
         self._outputs = ()
         code = lib.llama_decode(ptr, batch._struct)
@@ -216,7 +222,7 @@ class Context(OwnedHandle):
     def encode(self, batch: Batch) -> None:
         """Run the encoder (encoder-decoder and embedding models) on ``batch``."""
         ptr = self._require()
-        self._check_batch(batch, min(self.n_batch, self.n_ubatch), "encode")
+        self._check_batch(batch, self._encode_limit, "encode")
         self._outputs = ()
         code = lib.llama_encode(ptr, batch._struct)
         if code:
@@ -268,7 +274,7 @@ class Context(OwnedHandle):
             ContextError,
             f"no pooled embedding for sequence {seq_id} (is the context pooling?)",
         )
-        n = lib.llama_model_n_cls_out(self.model._require()) if self.pooling == "rank" else self.model.n_embd_out
+        n = self.model.n_cls_out if self.pooling == "rank" else self.model.n_embd_out
         return ffi.unpack(row, n)
 
     def set_abort_callback(self, fn: Callable[[], bool] | None) -> None:

@@ -16,6 +16,10 @@ from llama_ffi._errors import ContextError
 if TYPE_CHECKING:
     from llama_ffi._model import Model
 
+# Architectures whose positions are rows of a learned table of n_ctx_train rows: ggml aborts
+# the process on a position past it (GGML_ASSERT in get_rows), so no input may be longer.
+_LEARNED_POSITIONS = frozenset({"bert", "gpt2", "starcoder"})
+
 
 def normalize_embedding(vector: Sequence[float], kind: int = 2) -> list[float]:
     """llama.cpp's ``embd_normalize``: -1 none, 0 max-absolute (to the int16 range), 1 taxicab,
@@ -39,7 +43,9 @@ class Embedder:
 
     ``pooling`` is the context's pooling ("mean", "cls", "last", "rank" or "none"); a model
     that declares none (a generative model) is pooled with "mean" unless "none" is asked for,
-    which gives one vector per token.
+    which gives one vector per token.  With "rank" (rerankers) the pooled row holds the
+    model's ``n_cls_out`` scores.  ``n_ctx`` is the longest input: one ubatch, and never more
+    than the model's learned position table holds.
     """
 
     def __init__(self, model: Model, *, n_ctx: int = 512, pooling: str | None = None,
@@ -56,7 +62,9 @@ class Embedder:
         except BaseException:
             self.context.close()
             raise
-        self.n_ctx: int = self.context.n_ubatch
+        self.n_ctx: int = self.context.n_ubatch  # the longest input
+        if model.metadata.get("general.architecture") in _LEARNED_POSITIONS:
+            self.n_ctx = min(self.n_ctx, model.n_ctx_train)
         self.pooling: str = self.context.pooling
         self._encoder_only = bool(model.has_encoder and not model.has_decoder)
 

@@ -128,6 +128,7 @@ class Model(OwnedHandle):
         self.n_ctx_train: int = lib.llama_model_n_ctx_train(ptr)
         self.n_embd: int = lib.llama_model_n_embd(ptr)
         self.n_embd_out: int = lib.llama_model_n_embd_out(ptr)
+        self.n_cls_out: int = lib.llama_model_n_cls_out(ptr)  # values per input with "rank" pooling
         self.n_layer: int = lib.llama_model_n_layer(ptr)
         self.n_head: int = lib.llama_model_n_head(ptr) if self.n_layer > 0 and not vocab_only else 0
         self.n_params: int = lib.llama_model_n_params(ptr)

@@ -55,6 +55,7 @@ class Vocab:
         self.fim_sep: int = lib.llama_vocab_fim_sep(ptr)
         self.add_bos: bool = bool(lib.llama_vocab_get_add_bos(ptr))
         self.add_eos: bool = bool(lib.llama_vocab_get_add_eos(ptr))
+        self.add_sep: bool = bool(lib.llama_vocab_get_add_sep(ptr))  # a SEP between two texts
         self.type_id: int = lib.llama_vocab_type(ptr)
         self.type: str = VOCAB_TYPES.get(self.type_id, "unknown")
         # token -> piece, per value of `special`: pieces never change, and

@@ -43,15 +43,27 @@ def resolve_model_path(settings: ServerSettings) -> Path:
     if settings.hf_repo:
         if not settings.hf_file:
             raise ValueError("--hf-repo needs --hf-file (the GGUF file inside the repository)")
-        return download(hf_url(settings.hf_repo, settings.hf_file), token=settings.hf_token)
+        return download(hf_url(settings.hf_repo, settings.hf_file), token=settings.hf_token,
+                        offline=settings.offline)
     if settings.model_url:
-        return download(settings.model_url, token=None)
+        return download(settings.model_url, token=None, offline=settings.offline)
     from llama_ffi import default_model_path
 
     return Path(default_model_path())
 
 
-def download(url: str, *, token: str | None) -> Path:
+def resolve_mmproj_path(settings: ServerSettings) -> Path | None:
+    """The projector file: --mmproj, else --mmproj-url downloaded (None: text only)."""
+    if settings.mmproj is not None:
+        return Path(settings.mmproj).expanduser()
+    if settings.mmproj_url:
+        return download(settings.mmproj_url, token=None, offline=settings.offline)
+    return None
+
+
+def download(url: str, *, token: str | None, offline: bool = False) -> Path:
+    """The cached copy of ``url``, downloaded first unless ``offline`` (then missing is an
+    error, as llama-server's --offline)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"--model-url must be an http(s) URL, not {parsed.scheme or url!r}")
@@ -60,6 +72,8 @@ def download(url: str, *, token: str | None) -> Path:
     target = cache_dir() / f"{digest}-{name}"
     if target.is_file():
         return target
+    if offline:
+        raise FileNotFoundError(f"--offline: {url} is not in the cache ({target})")
     target.parent.mkdir(parents=True, exist_ok=True)
     req = urllib.request.Request(url, headers={"User-Agent": "llamaserver"})
     if token and parsed.hostname and parsed.hostname.endswith("huggingface.co"):

@@ -23,13 +23,15 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names it and says why."""
 
 
-def engine_config(settings: ServerSettings, model: Path | None = None) -> EngineConfig:
-    """``model`` is the resolved model file (downloads done); default: the settings' or the
-    bundled default model."""
+def engine_config(settings: ServerSettings, model: Path | None = None,
+                  mmproj: Path | None = None) -> EngineConfig:
+    """``model`` and ``mmproj`` are the resolved files (downloads done); default: the
+    settings' (and for the model, the bundled default model)."""
     import llama_ffi
 
     s = settings
     path = model or s.model or llama_ffi.default_model_path()
+    mmproj = mmproj or s.mmproj
     if s.lora_base:
         _log.warning("--lora-base is ignored: libllama applies adapters to the loaded model")
     initial = 0.0 if s.lora_init_without_apply else None
@@ -46,7 +48,7 @@ def engine_config(settings: ServerSettings, model: Path | None = None) -> Engine
         n_slots=s.parallel, ctx_size=s.ctx_size, n_batch=s.batch_size, n_ubatch=s.ubatch_size,
         threads=s.threads, threads_batch=s.threads_batch or s.threads,
         flash_attn=s.flash_attn, cache_type_k=s.cache_type_k, cache_type_v=s.cache_type_v,
-        offload_kqv=not s.no_kv_offload,
+        offload_kqv=not s.no_kv_offload, kv_unified=s.kv_unified, swa_full=s.swa_full,
         rope_freq_base=s.rope_freq_base,
         rope_freq_scale=1.0 / s.rope_scale if s.rope_scale else s.rope_freq_scale,
         rope_scaling=s.rope_scaling, yarn_orig_ctx=s.yarn_orig_ctx,
@@ -56,8 +58,11 @@ def engine_config(settings: ServerSettings, model: Path | None = None) -> Engine
         yarn_beta_slow=_model_default(s.yarn_beta_slow),
         queue_size=s.queue_size, cont_batching=s.cont_batching, context_shift=s.context_shift,
         grp_attn_n=s.grp_attn_n, grp_attn_w=s.grp_attn_w,
-        embedding=s.embedding, pooling=s.pooling,
-        chat_template=_chat_template(s),
+        # --reranking is --embedding --pooling rank, as in llama-server
+        embedding=s.embedding or s.reranking, pooling="rank" if s.reranking else s.pooling,
+        chat_template=_chat_template(s), jinja=s.jinja,
+        mmproj=mmproj, mmproj_offload=s.mmproj_offload, image_min_tokens=s.image_min_tokens,
+        image_max_tokens=s.image_max_tokens, media_max_bytes=s.media_max_bytes,
         system_prompt=text, user_name=user, assistant_name=assistant,
         slot_save_path=s.slot_save_path,
     )

@@ -32,10 +32,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from quart import Blueprint, Quart, Response, send_from_directory
+from quart import Blueprint, Quart
 
 from ._cors import CorsPolicy, install_cors
 from ._listen import open_listeners
+from ._webui import add_ui_routes
 from .engine import Engine
 from .http import ApiContext, add_app_auth, create_blueprint, register_error_handlers
 from .settings import ServerSettings
@@ -121,13 +122,14 @@ class LlamaServer:
         self._ctx.stop_executor()
 
     async def _load(self) -> None:
-        from ._download import resolve_model_path
+        from ._download import resolve_mmproj_path, resolve_model_path
         from ._engine_config import engine_config
 
         try:
             path = await asyncio.to_thread(resolve_model_path, self.settings)
             self._ctx.model_path = path
-            engine = Engine(engine_config(self.settings, path))
+            mmproj = await asyncio.to_thread(resolve_mmproj_path, self.settings)
+            engine = Engine(engine_config(self.settings, path, mmproj))
             self._ctx.engine = engine
             await engine.start()
             if engine.state == "error":
@@ -185,8 +187,8 @@ class LlamaServer:
         app.register_blueprint(self.blueprint(url_prefix=settings.api_prefix or None))
         register_error_handlers(app)  # 404/405 for unknown routes, in the same shape
         add_app_auth(app, self._ctx)
-        if settings.path is not None:
-            _add_static_routes(app, Path(settings.path))
+        add_ui_routes(app, settings,  # after the API, whose routes it must not shadow
+                      key_is_valid=self._ctx.key_is_valid if self._ctx.auth_enabled else None)
         install_cors(app, CorsPolicy(settings.cors_origins, settings.cors_methods,
                                      settings.cors_headers, settings.cors_credentials))
         return app
@@ -235,13 +237,3 @@ class LlamaServer:
 def _print_url(url: str) -> None:
     print(f"llamaserver listening on {url}", flush=True)
 
-
-def _add_static_routes(app: Quart, root: Path) -> None:
-    async def index() -> Response:
-        return await send_from_directory(root, "index.html")
-
-    async def static_file(filename: str) -> Response:
-        return await send_from_directory(root, filename)  # safe_join refuses '..'
-
-    app.add_url_rule("/", "static_index", index, methods=["GET"])
-    app.add_url_rule("/<path:filename>", "static_file", static_file, methods=["GET"])

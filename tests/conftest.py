@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from gguf_files import save_gguf
 
 # upstream's source tree fetched by the lead before build_native.py existed
 _FALLBACK_SOURCE_DIRS = (Path("/tmp/dl/llama_cpp_python-0.3.36/vendor/llama.cpp"),)
@@ -166,12 +167,7 @@ def _write_mmproj(path: Path, model, *, seed: int = 0, kind: str = "gemma3", n_e
         tensors["mm.model.fc.weight"] = normal(n_embd_text, merged, std=1.0 / np.sqrt(merged))
     else:
         raise ValueError(f"unknown projector kind {kind!r}")
-    for name, value in tensors.items():
-        writer.add_tensor(name, value)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    save_gguf(writer, tensors)
     return path
 
 
@@ -211,3 +207,18 @@ def _make_png(width: int, height: int, pixel=(255, 0, 0)) -> bytes:
 def make_png():
     """``make_png(width, height, pixel=(r, g, b) or fn(x, y))`` -> PNG bytes."""
     return _make_png
+
+
+@pytest.fixture(scope="session")
+def write_reranker(vocab_dir: Path):
+    """``write_reranker(path, seed=..., labels=[...], template=...)`` writes a tiny BERT
+    reranker (tests/tiny_reranker.py) with upstream's BERT vocabulary."""
+    from tiny_reranker import write_reranker as write
+
+    return lambda path, **options: write(path, vocab_dir / "ggml-vocab-bert-bge.gguf", **options)
+
+
+@pytest.fixture(scope="session")
+def reranker_path(tmp_path_factory: pytest.TempPathFactory, write_reranker) -> Path:
+    """The default tiny reranker (one score, no rerank template), written once."""
+    return write_reranker(tmp_path_factory.mktemp("reranker") / "reranker-test.gguf")

@@ -33,6 +33,7 @@ from ._errors import (
     Unsupported,
 )
 from ._job import PreparedRequest
+from ._media import MediaPrompt
 from ._metrics import EngineMetrics
 from ._stream import RequestStream
 from .config import EngineConfig
@@ -58,6 +59,7 @@ __all__ = [
     "EngineConfig",
     "EngineMetrics",
     "PreparedRequest",
+    "MediaPrompt",
     "RequestStream",
     "GenerationRequest",
     "SystemPrompt",

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ._errors import EngineError, InvalidRequest, Unsupported
+from ._errors import EngineError, InvalidRequest, PromptTooLong, Unsupported
 from ._generation import Generation
 from ._job import EmbeddingJob, Job, SystemPromptUpdate
 from ._prompt import fit_prompt, user_prompt
@@ -23,12 +23,12 @@ from ._slot import IDLE
 from .types import Embedding, SystemPrompt
 
 if TYPE_CHECKING:
-    from llama_ffi import SamplerParams
+    from llama_ffi import Embedder, SamplerParams
 
     from ._slot import Slot
     from ._worker import Worker
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "request_error"]
 
 _log = logging.getLogger("llamaserver.engine")
 _perf = time.perf_counter
@@ -83,7 +83,7 @@ class Admission:
                 if not isinstance(exc, EngineError):
                     _log.exception("could not start a request")
                 item.drop()
-                w.send(item, _request_error(exc, "could not start the request"))
+                w.send(item, request_error(exc, "could not start the request"))
         self.waiting = keep
 
     # ------------------------------------------------------------------ system prompt
@@ -104,7 +104,7 @@ class Admission:
         try:
             n = w.shared.apply(prompt, [slot.cache for slot in w.slots], w.batch, w.lora)
         except Exception as exc:  # this request's system prompt, not the engine
-            error = _request_error(exc, "the system prompt could not be applied")
+            error = request_error(exc, "the system prompt could not be applied")
             if isinstance(item, SystemPromptUpdate):
                 _log.error("system prompt not applied: %s", error)
             else:
@@ -161,8 +161,11 @@ class Admission:
         sys_tokens = w.shared.prompt.tokens
         n_sys = len(sys_tokens)
         user, n_keep = user_prompt(req, n_sys)
-        # Self-extend keeps every token: it compresses positions instead of cutting.
-        truncate = req.truncate and not w.self_extend
+        stripped = len(req.tokens) - len(user)  # the BOS the system prompt's own replaces
+        media = {n_sys + piece.offset - stripped: piece for piece in req.media}
+        # Self-extend keeps every token (it compresses positions instead of cutting), and
+        # truncation must not cut through a media piece: both answer a long prompt with an error.
+        truncate = req.truncate and not w.self_extend and not media
         user, truncated = fit_prompt(user, n_ctx, n_sys, n_keep, truncate=truncate)
         full = [*sys_tokens, *user] if n_sys else user
         if not full:
@@ -173,20 +176,26 @@ class Admission:
             w.send(job, gen.final_event(slot.id))
             w.metrics.requests_total += 1
             return
+        # M-RoPE media take fewer positions than cells: a reused prefix would not know where
+        # its positions end, so such prompts start afresh.
+        mrope = bool(media) and w.projector is not None and w.projector.uses_mrope
         n_reuse = slot.cache.prepare(
-            full, shared=w.shared, lora=job.lora, reset=w.self_extend,
-            use_cache=req.cache_prompt and not w.self_extend)
+            full, shared=w.shared, lora=job.lora, reset=w.self_extend or mrope,
+            use_cache=req.cache_prompt and not w.self_extend,
+            spans=[(o, o + p.n_tokens) for o, p in media.items()])
         chain = job.chain
         assert chain is not None
         if _uses_history(req.sampling):
-            # Penalties and DRY look back over the prompt too, as in llama-server.
-            chain.accept_prompt(user)
+            # Penalties and DRY look back over the prompt too, as in llama-server (its media
+            # cells, placeholders, are not tokens).
+            chain.accept_prompt([t for t in user if t >= 0] if media else user)
         job.chain = None
         gen = Generation(job, chain, w.vocab, w.eog, w.send, n_prompt_user=len(user),
                          n_prompt_eval=len(full) - n_reuse, n_cached=n_reuse,
                          truncated=truncated)
+        # a context shift would cut through media pieces
         slot.begin(job, gen, full, n_reuse, n_sys, n_keep,
-                   can_shift=w.can_shift and req.n_predict >= 0)
+                   can_shift=w.can_shift and req.n_predict >= 0 and not media, media=media)
         w.occupy(slot)
         gen.progress(n_reuse)
 
@@ -201,23 +210,61 @@ class Admission:
                 raise Unsupported("This server does not support embeddings. Start it with "
                                   "`--embeddings`")
             if len(job.tokens) > embedder.n_ctx:
-                raise InvalidRequest(
-                    f"input ({len(job.tokens)} tokens) is too large to process; increase the "
-                    f"physical batch size (--ubatch-size, now {embedder.n_ctx})")
+                raise _too_large(len(job.tokens), embedder)
             if not job.tokens:
                 raise InvalidRequest("the input is empty")
-            vectors = embedder.embed(job.tokens)
+            if job.media:
+                vectors = self._embed_media(embedder, job)
+            else:
+                vectors = embedder.embed(job.tokens)
         except Exception as exc:
             if not isinstance(exc, EngineError):
                 _log.exception("embedding failed")
-            w.send(job, _request_error(exc, "embedding failed"))
+            w.send(job, request_error(exc, "embedding failed"))
             return
+        finally:
+            job.drop()
         w.metrics.requests_total += 1
         w.metrics.on_prompt_done(len(job.tokens), _perf() - t0)
         w.send(job, Embedding(vectors, len(job.tokens), embedder.pooled))
 
 
-def _request_error(exc: BaseException, what: str) -> EngineError:
+    def _embed_media(self, embedder: Embedder, job: EmbeddingJob) -> list[list[float]]:
+        """Text runs and media pieces decoded in turn into the embedder's sequence, as upstream
+        evaluates a prompt with media; the pooled vector is read at the end."""
+        projector = self._w.projector
+        assert projector is not None
+        if not embedder.pooled:
+            raise InvalidRequest("per-token embeddings (--pooling none) of media are not "
+                                 "served; use a pooled embedding")
+        ctx, batch, tokens = embedder.context, embedder.batch, job.tokens
+        ctx.memory_clear()
+        pos = at = 0
+        for piece in [*job.media, None]:
+            end = piece.offset if piece is not None else len(tokens)
+            if end > at:
+                batch.clear()
+                for i, tok in enumerate(tokens[at:end]):
+                    batch.add(tok, pos + i, 0, True)
+                ctx.decode(batch)
+                pos += end - at
+            if piece is not None:
+                pos = projector.decode_media(ctx, piece.chunk, piece.embeddings, pos, 0,
+                                             n_batch=embedder.n_ctx)
+                at = piece.offset + piece.n_tokens
+        return [ctx.embeddings_seq(0)]
+
+
+def _too_large(n: int, embedder: Embedder) -> InvalidRequest:
+    limit = embedder.n_ctx
+    if limit < embedder.context.n_ubatch:  # the model's positions end: no batch size helps
+        return PromptTooLong(f"input ({n} tokens) is larger than the model's context "
+                             f"({limit} tokens)", n_prompt_tokens=n, n_ctx=limit)
+    return InvalidRequest(f"input ({n} tokens) is too large to process; increase the physical "
+                          f"batch size (--ubatch-size, now {limit})")
+
+
+def request_error(exc: BaseException, what: str) -> EngineError:
     """An engine error for one request: its own if it is one, a 400 for bad options (the
     library's ValueError family), else an internal error."""
     if isinstance(exc, EngineError):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from ._errors import EngineError, InvalidRequest, NotReady, Unsupported
 from ._job import EmbeddingJob, Job, PreparedRequest, SystemPromptUpdate
 from ._loader import Loaded, load
+from ._media import MediaEncoder, MediaPrompt
 from ._metrics import EngineMetrics
 from ._prompt import fit_prompt, user_prompt
 from ._stream import RequestStream
@@ -29,7 +30,7 @@ from . import types as t
 from .config import EngineConfig
 
 if TYPE_CHECKING:
-    from llama_ffi import ChatTemplate, LoraAdapter, Model, Vocab
+    from llama_ffi import ChatTemplate, LoraAdapter, Model, RerankPrompt, Vocab
 
 __all__ = ["Engine"]
 
@@ -50,6 +51,7 @@ class Engine:
         self._state: Literal["loading", "ready", "error"] = "loading"
         self._error: str | None = None
         self._loaded: Loaded | None = None
+        self._media: MediaEncoder | None = None
         self._worker: Worker | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count()
@@ -110,6 +112,7 @@ class Engine:
         if worker is not None:
             worker.close()
         loaded, self._loaded = self._loaded, None
+        self._media = None
         if loaded is not None:
             loaded.close()
 
@@ -117,6 +120,8 @@ class Engine:
         c = self.config
         loaded = load(c)
         self._loaded = loaded
+        if loaded.projector is not None:
+            self._media = MediaEncoder(loaded.projector)
         self.n_ctx_slot = loaded.n_ctx_slot
         self.n_ctx = loaded.n_ctx_slot * self.n_slots
         worker = Worker(loaded, WorkerConfig(
@@ -158,10 +163,35 @@ class Engine:
         return self._require().loras
 
     @property
+    def projector(self) -> Projector | None:
+        """The multimodal projector (``mmproj``), or None for a text-only engine."""
+        return self._require().projector
+
+    def media_prompt(self, text: str, media: list[bytes], *, add_special: bool = True,
+                     parse_special: bool = True) -> MediaPrompt:
+        """A prompt whose ``projector.marker`` s stand for ``media`` (encoded images or audio),
+        tokenized and with its media encoded (blocking: call it off the event loop).
+
+        ``Unsupported`` without a projector; ``MediaError`` (a ``ValueError``) for media the
+        projector cannot take or markers and media that do not pair up.
+        """
+        encoder = self._media
+        if encoder is None:
+            raise Unsupported("this server has no multimodal projector (start it with "
+                              "--mmproj)")
+        return encoder.prompt(text, media, add_special=add_special, parse_special=parse_special)
+
+    @property
     def embedding_pooled(self) -> bool | None:
         """None without embeddings; else whether they are one vector per input."""
         embedder = self._require().embedder
         return None if embedder is None else embedder.pooled
+
+    @property
+    def rerank_prompt(self) -> RerankPrompt | None:
+        """How (query, document) pairs become inputs of ``embed``; None unless the embeddings
+        pool by rank (a reranking model)."""
+        return self._require().rerank_prompt
 
     # ------------------------------------------------------------------ requests
 
@@ -194,6 +224,9 @@ class Engine:
         from llama_ffi import SamplerChain
 
         worker = self._require_worker()
+        if not self._require().ctx.has_memory:
+            raise Unsupported(f"{self.model.path.name} cannot generate text (it has no KV cache: "
+                              "an embedding or reranking model)")
         self.check_slot_id(request.id_slot, allow_any=True)
         system = request.system_prompt
         if system is not None:
@@ -229,14 +262,28 @@ class Engine:
             self._system_prompt = job.request.system_prompt
         return RequestStream(job)
 
-    async def embed(self, tokens: list[int]) -> t.Embedding:
-        """The embedding of ``tokens`` (``--embedding``), computed between two steps."""
-        worker = self._require_worker()
-        if self._require().embedder is None:
-            raise Unsupported("This server does not support embeddings. Start it with "
-                              "`--embeddings`")
-        job = EmbeddingJob(next(self._ids), tokens, asyncio.get_running_loop(), worker.wake)
-        worker.post(job)
+    async def embed(self, tokens: list[int], media: MediaPrompt | None = None) -> t.Embedding:
+        """The embedding of ``tokens`` (``--embedding``), computed between two steps; or of a
+        prompt with media (``media_prompt``, whose native objects the engine then closes)."""
+        try:
+            worker = self._require_worker()
+            if self._require().embedder is None:
+                raise Unsupported("This server does not support embeddings. Start it with "
+                                  "`--embeddings`")
+        except BaseException:
+            if media is not None:
+                media.owner.close()
+            raise
+        if media is None:
+            job = EmbeddingJob(next(self._ids), tokens, asyncio.get_running_loop(), worker.wake)
+        else:
+            job = EmbeddingJob(next(self._ids), media.tokens, asyncio.get_running_loop(),
+                               worker.wake, media.media, media.owner)
+        try:
+            worker.post(job)
+        except BaseException:
+            job.drop()
+            raise
         try:
             item = await job.channel.get()
         except asyncio.CancelledError:

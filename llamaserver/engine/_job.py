@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 from typing import TYPE_CHECKING
 
 from ._stream import Channel
@@ -40,8 +41,15 @@ class PreparedRequest:
 
     def close(self) -> None:
         chain, self.chain = self.chain, None
-        if chain is not None:
+        if chain is not None:  # never submitted: what the request holds is still ours
             chain.close()
+            _close_media(self.request)
+
+
+def _close_media(request: GenerationRequest) -> None:
+    owner = request.media_owner
+    if owner is not None:
+        owner.close()
 
 
 class _Queued:
@@ -83,15 +91,24 @@ class Job(_Queued):
         chain, self.chain = self.chain, None
         if chain is not None:
             chain.close()
+        _close_media(self.request)
 
 
 class EmbeddingJob(_Queued):
-    __slots__ = ("tokens",)
+    __slots__ = ("tokens", "media", "media_owner")
 
     def __init__(self, id: int, tokens: list[int], loop: asyncio.AbstractEventLoop,
-                 wake: Callable[[], None]) -> None:
+                 wake: Callable[[], None], media: tuple[Any, ...] = (),
+                 media_owner: Any = None) -> None:
         super().__init__(id, loop, wake)
         self.tokens = tokens
+        self.media = media              # MediaPiece s, as in GenerationRequest
+        self.media_owner = media_owner
+
+    def drop(self) -> None:
+        owner, self.media_owner = self.media_owner, None
+        if owner is not None:
+            owner.close()
 
 
 class SystemPromptUpdate:

@@ -1,4 +1,5 @@
-"""Loading what the engine runs on: model, adapters, the shared context, embeddings, template."""
+"""Loading what the engine runs on: model, adapters, the shared context, embeddings (and
+reranking, when they pool by rank), template."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .config import EngineConfig
 
 if TYPE_CHECKING:
-    from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model
+    from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model, Projector, RerankPrompt
 
 __all__ = ["Loaded", "load"]
 
@@ -22,13 +23,15 @@ class Loaded:
     ctx: Context
     loras: list[LoraAdapter]
     embedder: Embedder | None
+    rerank_prompt: RerankPrompt | None  # set when the embedder pools by rank
     chat_template: ChatTemplate
     n_ctx_slot: int
     ga_n: int   # self-extend factor in effect (1 when the cache cannot shift)
+    projector: Projector | None = None
 
     def close(self) -> None:
         """Users before what they use: the model closes its contexts and adapters last."""
-        for owner in (self.embedder, self.ctx, self.model):
+        for owner in (self.embedder, self.ctx, self.projector, self.model):
             if owner is not None:
                 owner.close()
 
@@ -61,24 +64,34 @@ def load(config: EngineConfig) -> Loaded:
                 model, n_ctx=min(c.n_ubatch, ctx.n_ctx), pooling=c.pooling, n_threads=c.threads,
                 n_threads_batch=c.threads_batch, flash_attn=c.flash_attn)
             made.insert(0, embedder)
-        template = _chat_template(model, c.chat_template)
+        rerank_prompt = None
+        if embedder is not None and embedder.pooling == "rank":
+            rerank_prompt = llama_ffi.RerankPrompt(model)  # ValueError: the model cannot rerank
+        template = _chat_template(model, c.chat_template, c.jinja)
+        projector = _projector(model, c) if c.mmproj is not None else None
+        if projector is not None:
+            made.insert(0, projector)
     except BaseException:
         for owner in made:
             owner.close()
         raise
-    return Loaded(model, ctx, loras, embedder, template, n_ctx_slot, ga_n)
+    return Loaded(model, ctx, loras, embedder, rerank_prompt, template, n_ctx_slot, ga_n,
+                  projector)
 
 
 def _context(model: Model, c: EngineConfig) -> Context:
     from llama_ffi import Context
 
-    per_slot = max(1, (c.ctx_size or model.n_ctx_train) // c.n_slots)
+    total = c.ctx_size or model.n_ctx_train
+    per_slot = max(1, total // c.n_slots)
     return Context(
         # One sequence per slot plus one holding the shared system prompt, each in a KV stream
         # of its own (not unified): a sequence's cells then stay in position order whatever
         # the other slots do, so a request gives the same tokens alone or batched (with flash
-        # attention), and attention only reads its own stream.
-        model, n_ctx=per_slot * (c.n_slots + 1), kv_unified=False, n_seq_max=c.n_slots + 1,
+        # attention), and attention only reads its own stream.  With kv_unified (upstream's
+        # --kv-unified) all of them share one buffer of the whole context.
+        model, n_ctx=total if c.kv_unified else per_slot * (c.n_slots + 1),
+        kv_unified=c.kv_unified, swa_full=c.swa_full, n_seq_max=c.n_slots + 1,
         n_batch=max(c.n_batch, c.n_slots), n_ubatch=c.n_ubatch, n_threads=c.threads,
         n_threads_batch=c.threads_batch, flash_attn=c.flash_attn, type_k=c.cache_type_k,
         type_v=c.cache_type_v, offload_kqv=c.offload_kqv, rope_freq_base=c.rope_freq_base,
@@ -101,13 +114,30 @@ def _self_extend(c: EngineConfig, ctx: Context) -> int:
     return c.grp_attn_n
 
 
-def _chat_template(model: Model, override: str | None) -> ChatTemplate:
+def _chat_template(model: Model, override: str | None, jinja: bool) -> ChatTemplate:
     from llama_ffi import ChatTemplate
 
     if override:
-        return ChatTemplate.from_model(model, override=override)
+        return ChatTemplate.from_model(model, override=override, jinja=jinja)
     try:
-        return ChatTemplate.from_model(model)
+        return ChatTemplate.from_model(model, jinja=jinja)
     except Exception as exc:  # a model without a usable template still serves /completion
         _log.warning("the model's chat template is unusable (%s); using chatml", exc)
         return ChatTemplate.from_model(model, override="chatml")
+
+
+def _projector(model: Model, c: EngineConfig) -> Projector:
+    """The mmproj, loaded once in a child process first: libmtmd aborts the process on some
+    malformed files, which must cost a start-up error, not the server."""
+    import secrets
+
+    import llama_ffi
+
+    assert c.mmproj is not None
+    llama_ffi.check_projector_file(c.model, c.mmproj)
+    # A marker of this process's own (as upstream): text a client writes cannot place media.
+    marker = f"<__media_{secrets.token_urlsafe(24)}__>"
+    return llama_ffi.Projector(
+        model, c.mmproj, use_gpu=c.mmproj_offload, n_threads=c.threads,
+        image_min_tokens=c.image_min_tokens, image_max_tokens=c.image_max_tokens,
+        media_marker=marker, limits=llama_ffi.MediaLimits(max_bytes=c.media_max_bytes))

@@ -17,6 +17,7 @@ class EngineMetrics:
     """
 
     prompt_tokens_total: int
+    prompt_tokens_cached_total: int
     prompt_seconds_total: float
     tokens_predicted_total: int
     tokens_predicted_seconds_total: float
@@ -49,6 +50,10 @@ class EngineMetrics:
     gen_python_overhead_ratio: float
     last_step_ms: float
     last_decode_ms: float
+    n_tokens_max: int                 # the longest sequence seen (prompt and generation)
+    spec_draft_tokens_total: int      # speculative decoding: drafted, accepted, verified
+    spec_accepted_tokens_total: int
+    spec_drafts_total: int
     # the engine's state at the snapshot
     requests_processing: int
     requests_deferred: int
@@ -60,7 +65,9 @@ class EngineMetrics:
 
 class Metrics:
     __slots__ = (
-        "prompt_tokens_total", "prompt_seconds_total", "tokens_predicted_total",
+        "prompt_tokens_total", "prompt_tokens_cached_total", "prompt_seconds_total",
+        "tokens_predicted_total", "n_tokens_max", "spec_draft_tokens_total",
+        "spec_accepted_tokens_total", "spec_drafts_total",
         "tokens_predicted_seconds_total", "n_decode_total", "n_busy_slots_total",
         "requests_total", "requests_cancelled", "requests_failed", "steps_total",
         "step_seconds_total", "decode_seconds_total", "gen_steps_total",
@@ -78,8 +85,9 @@ class Metrics:
                      "sample_seconds_total", "gen_sample_seconds_total"):
             setattr(self, name, 0.0)
 
-    def on_prompt_done(self, n_tokens: int, seconds: float) -> None:
+    def on_prompt_done(self, n_tokens: int, seconds: float, n_cached: int = 0) -> None:
         self.prompt_tokens_total += n_tokens
+        self.prompt_tokens_cached_total += n_cached
         self.prompt_seconds_total += seconds
 
     def on_request_done(self, n_predicted: int, seconds: float) -> None:
@@ -110,7 +118,8 @@ class Metrics:
         bp_t, bp_s = self.prompt_tokens_total, self.prompt_seconds_total
         bg_t, bg_s = self.tokens_predicted_total, self.tokens_predicted_seconds_total
         return EngineMetrics(
-            prompt_tokens_total=bp_t, prompt_seconds_total=bp_s,
+            prompt_tokens_total=bp_t, prompt_tokens_cached_total=self.prompt_tokens_cached_total,
+            prompt_seconds_total=bp_s,
             tokens_predicted_total=bg_t, tokens_predicted_seconds_total=bg_s,
             prompt_tokens_seconds=bp_t / bp_s if bp_s > 0 else 0.0,
             predicted_tokens_seconds=bg_t / bg_s if bg_s > 0 else 0.0,
@@ -140,5 +149,9 @@ class Metrics:
                                        if self.gen_step_seconds_total > 0 else 0.0),
             last_step_ms=1000.0 * self.last_step_seconds,
             last_decode_ms=1000.0 * self.last_decode_seconds,
+            n_tokens_max=self.n_tokens_max,
+            spec_draft_tokens_total=self.spec_draft_tokens_total,
+            spec_accepted_tokens_total=self.spec_accepted_tokens_total,
+            spec_drafts_total=self.spec_drafts_total,
             **state,  # type: ignore[arg-type]
         )

@@ -20,7 +20,7 @@ from ._threadname import name_os_thread
 if TYPE_CHECKING:
     from ._job import Job
 
-__all__ = ["EventPump", "Outbox"]
+__all__ = ["EventPump", "Outbox", "Delivery"]
 
 Outbox = dict[asyncio.AbstractEventLoop, list[tuple["Job", Any]]]
 
@@ -28,6 +28,34 @@ Outbox = dict[asyncio.AbstractEventLoop, list[tuple["Job", Any]]]
 def _put_all(items: list[tuple[Job, Any]]) -> None:  # runs on the event loop
     for job, item in items:
         job.channel.put(item)
+
+
+class Delivery:
+    """The worker's side: a step's events collected per event loop, handed to the pump once."""
+
+    __slots__ = ("_outbox", "_pump", "_final")
+
+    def __init__(self, final: tuple[type, ...]) -> None:
+        self._outbox: Outbox = {}
+        self._pump = EventPump()
+        self._final = final  # the items that complete a request's answer
+
+    def send(self, job: Any, item: Any) -> None:
+        if isinstance(item, self._final):
+            job.finished = True
+        loop = job.channel.loop
+        items = self._outbox.get(loop)
+        if items is None:
+            items = self._outbox[loop] = []
+        items.append((job, item))
+
+    def flush(self) -> None:
+        if self._outbox:
+            outbox, self._outbox = self._outbox, {}
+            self._pump.put(outbox)
+
+    def close(self) -> None:
+        self._pump.close()
 
 
 class EventPump:

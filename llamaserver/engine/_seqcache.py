@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,13 +57,14 @@ class SequenceCache:
         return common_prefix(cache, prompt)
 
     def prepare(self, prompt: list[int], *, shared: SharedPrefix, lora: tuple[float, ...],
-                use_cache: bool, reset: bool) -> int:
+                use_cache: bool, reset: bool, spans: Sequence[tuple[int, int]] = ()) -> int:
         """Make the sequence hold the longest reusable prefix of ``prompt``; returns its length.
 
         Every prompt starts with the ``shared`` prefix (the system prompt); a sequence built on
         another one, or with other LoRA scales, is rebuilt from it.  ``reset`` forces a rebuild
         (self-extend compresses positions in place); without ``use_cache`` only the shared
-        prefix is reused.
+        prefix is reused.  ``spans`` are the prompt's media pieces (start, end): reuse never
+        ends inside one (a piece is decoded whole).
         """
         if reset or self.sys_version != shared.version or self.lora != lora:
             self.clear()
@@ -74,6 +76,9 @@ class SequenceCache:
         n_reuse = common_prefix(cache, prompt)
         if n_reuse >= len(prompt):  # the last prompt token must be evaluated to get logits
             n_reuse = len(prompt) - 1
+        for start, end in spans:
+            if start < n_reuse < end:
+                n_reuse = start
         if n_reuse < len(self.tokens):
             self.ctx.seq_rm(self.seq, n_reuse, -1)
             del self.tokens[n_reuse:]
@@ -105,6 +110,11 @@ class SequenceCache:
         self.tokens.extend(chunk)
         self.pos = pos + len(chunk)
         return pos
+
+    def extend_media(self, cells: list[int], n_pos: int) -> None:
+        """Record a media piece just decoded: its placeholder ids take ``n_pos`` positions."""
+        self.tokens.extend(cells)
+        self.pos += n_pos
 
     def shift(self, n_keep: int) -> bool:
         """Context shift: drop half of the tokens after ``n_keep``; False if nothing can go."""

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from ._generation import Generation
     from ._job import Job
+    from .types import MediaPiece
 
 __all__ = ["Slot", "IDLE", "PROMPT", "GENERATING"]
 
@@ -22,7 +23,8 @@ GENERATING = 2   # one token per step
 
 class Slot:
     __slots__ = ("id", "seq", "n_ctx", "cache", "state", "job", "gen", "lora", "prompt",
-                 "i_prompt", "i_batch", "n_sys", "n_keep", "can_shift", "sampled")
+                 "i_prompt", "i_batch", "n_sys", "n_keep", "can_shift", "sampled", "media",
+                 "next_media")
 
     def __init__(self, id: int, ctx: Context, n_ctx: int) -> None:
         self.id = id
@@ -40,9 +42,11 @@ class Slot:
         self.n_keep = 0                       # tokens a context shift keeps
         self.can_shift = False
         self.sampled = -1                     # the token to decode next
+        self.media: dict[int, MediaPiece] = {}  # the prompt's media pieces by offset
+        self.next_media = 0                   # where the next media piece starts
 
     def begin(self, job: Job, gen: Generation, prompt: list[int], n_reuse: int, n_sys: int,
-              n_keep: int, can_shift: bool) -> None:
+              n_keep: int, can_shift: bool, media: dict[int, MediaPiece]) -> None:
         self.job = job
         self.gen = gen
         self.lora = job.lora
@@ -54,6 +58,8 @@ class Slot:
         self.can_shift = can_shift
         self.sampled = -1
         self.i_batch = -1
+        self.media = media
+        self._next_media()
         job.id_slot = self.id
 
     def end(self) -> None:
@@ -61,9 +67,13 @@ class Slot:
         gen = self.gen
         if gen is not None:
             gen.close()
+        job = self.job
+        if job is not None:
+            job.drop()  # what the request still holds (its media)
         self.gen = None
         self.job = None
         self.prompt = []
+        self.media = {}
         self.state = IDLE
         self.i_batch = -1
         self.cache.end_request()
@@ -74,9 +84,10 @@ class Slot:
         return len(self.cache) + 1 >= self.n_ctx and not self.can_shift
 
     def feed_prompt(self, batch: Batch, budget: int) -> int:
-        """Add up to ``budget`` prompt tokens to ``batch``; the last one asks for logits."""
+        """Add up to ``budget`` prompt tokens to ``batch``, up to the next media piece (decoded
+        on its own: see ``media_due``); the prompt's last token asks for logits."""
         prompt, start = self.prompt, self.i_prompt
-        take = min(budget, len(prompt) - start)
+        take = min(budget, self.next_media - start)
         if take <= 0:
             return 0
         end = start + take
@@ -87,6 +98,21 @@ class Slot:
             self.i_batch = i_last
         self.i_prompt = end
         return take
+
+    def media_due(self) -> MediaPiece | None:
+        """The media piece the prompt has reached, if any."""
+        return self.media.get(self.i_prompt) if self.i_prompt == self.next_media else None
+
+    def media_done(self, piece: MediaPiece) -> None:
+        """``piece`` was decoded into the sequence."""
+        end = self.i_prompt + piece.n_tokens
+        self.cache.extend_media(self.prompt[self.i_prompt:end], piece.n_pos)
+        self.i_prompt = end
+        self._next_media()
+
+    def _next_media(self) -> None:
+        at = self.i_prompt
+        self.next_media = min((o for o in self.media if o >= at), default=len(self.prompt))
 
     def shift_context(self) -> bool:
         """Make room by a context shift (False if it cannot): the shared prefix and ``n_keep``
@@ -106,7 +132,9 @@ class Slot:
             id=self.id, is_processing=self.state != IDLE,
             id_task=job.id if job is not None else -1,
             request=job.request if job is not None else None, lora=self.lora, n_ctx=self.n_ctx,
-            n_cached_tokens=len(self.cache),
+            n_cached_tokens=len(self.cache), n_prompt_tokens=len(self.prompt),
+            n_prompt_tokens_cache=gen.n_cached if gen is not None else 0,
+            n_prompt_tokens_processed=max(0, self.i_prompt - gen.n_cached) if gen is not None else 0,
             n_decoded=gen.n_decoded if gen is not None else 0,
             n_remain=gen.n_remain if gen is not None else -1,
             stopped_eos=gen.stopped_eos if gen is not None else False,

@@ -29,16 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._admission import Admission
+from ._admission import Admission, request_error
 from ._errors import EngineError, InvalidRequest, NotReady, Overloaded
 from ._job import EmbeddingJob, Job, SystemPromptUpdate
 from ._lora import LoraTurns
 from ._metrics import Metrics
-from ._pump import EventPump, Outbox
+from ._pump import Delivery
 from ._shared import SharedPrefix
 from ._slot import GENERATING, IDLE, PROMPT, Slot
 from ._threadname import name_os_thread
-from .types import Embedding, FinalEvent
+from .types import Embedding, FinalEvent, MediaPiece
 
 if TYPE_CHECKING:
     from ._loader import Loaded
@@ -72,6 +72,7 @@ class Worker:
         self.ctx = ctx
         self.vocab = loaded.model.vocab
         self.embedder = loaded.embedder
+        self.projector = loaded.projector
         self.config = config
         self.metrics = Metrics()
         self.slots = [Slot(i, ctx, config.n_ctx_slot) for i in range(config.n_slots)]
@@ -90,8 +91,9 @@ class Worker:
         self._inbox: list[Job | EmbeddingJob | SystemPromptUpdate] = []
         self._commands: deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = deque()
         self._stopping = False
-        self._outbox: Outbox = {}
-        self._pump = EventPump()
+        self._delivery = Delivery(final=(FinalEvent, Embedding, BaseException))
+        self.send = self._delivery.send
+        self._flush = self._delivery.flush
         self._sample_s = 0.0  # time inside the sampler chains during the current step
 
     # ------------------------------------------------------------------ any thread
@@ -208,6 +210,15 @@ class Worker:
         if not self.active:
             self._flush()
             return
+        if self.projector is not None:
+            for slot in list(self.active):
+                if slot.state == PROMPT:
+                    piece = slot.media_due()
+                    if piece is not None:
+                        self._decode_media(slot, piece)
+            if not self.active:
+                self._flush()
+                return
 
         n_gen, n_prompt = self._fill_batch()
         if n_gen + n_prompt == 0:
@@ -249,7 +260,7 @@ class Worker:
                 more = gen.prompt_done()
                 gen.progress(slot.i_prompt)
                 self.metrics.on_prompt_done(gen.n_prompt_eval,
-                                            gen.t_prompt_end - gen.t_prompt_start)
+                                            gen.t_prompt_end - gen.t_prompt_start, gen.n_cached)
                 if not more:
                     self.finish(slot)
                     return
@@ -268,6 +279,31 @@ class Worker:
         except Exception as exc:
             _log.exception("slot %d failed", slot.id)
             self.fail_slot(slot, EngineError(f"generation failed: {exc}"))
+
+    def _decode_media(self, slot: Slot, piece: MediaPiece) -> None:
+        """Decode one media piece of a prompt on its own (a batch cannot mix embeddings and
+        tokens, and a non-causal piece switches the whole context's attention): the other
+        slots wait for one piece at most."""
+        assert self.projector is not None and slot.gen is not None
+        ctx = self.ctx
+        last = slot.i_prompt + piece.n_tokens == len(slot.prompt)
+        if self.lora:
+            self.lora.apply(slot.lora)
+        try:
+            self.projector.decode_media(ctx, piece.chunk, piece.embeddings, slot.cache.pos,
+                                        slot.seq, logits_last=last, n_batch=ctx.n_batch)
+        except Exception as exc:
+            _log.info("slot %d: media decode failed: %s", slot.id, exc)
+            slot.cache.clear()  # how far the decode got is unknown
+            self.fail_slot(slot, request_error(exc, "the media could not be decoded"))
+            return
+        self.metrics.n_decode_total += 1
+        slot.media_done(piece)
+        if last:  # its logits are the next token's: sample before the batch overwrites them
+            slot.i_batch = (piece.n_tokens - 1) % ctx.n_batch
+            self._after_decode(slot)
+        else:
+            slot.gen.progress(slot.i_prompt)
 
     # ------------------------------------------------------------------ batch building
 
@@ -344,7 +380,10 @@ class Worker:
         gen = slot.gen
         assert gen is not None
         gen.finish(slot.id)
-        self.metrics.on_request_done(gen.n_decoded, max(0.0, gen.t_last - gen.t_prompt_end))
+        m = self.metrics
+        m.on_request_done(gen.n_decoded, max(0.0, gen.t_last - gen.t_prompt_end))
+        if len(slot.cache) > m.n_tokens_max:
+            m.n_tokens_max = len(slot.cache)
         self.avg_request_s = 0.8 * self.avg_request_s + 0.2 * (_perf() - gen.t_start)
         self.release(slot)
 
@@ -367,23 +406,6 @@ class Worker:
         self.metrics.requests_failed += 1
         self.release(slot)
 
-    # ------------------------------------------------------------------ event delivery
-
-    def send(self, job: Any, item: Any) -> None:
-        if isinstance(item, (FinalEvent, Embedding, BaseException)):
-            job.finished = True  # the request's answer is complete
-        loop = job.channel.loop
-        items = self._outbox.get(loop)
-        if items is None:
-            items = self._outbox[loop] = []
-        items.append((job, item))
-
-    def _flush(self) -> None:
-        if not self._outbox:
-            return
-        outbox, self._outbox = self._outbox, {}
-        self._pump.put(outbox)
-
     # ------------------------------------------------------------------ commands
 
     def _run_commands(self) -> None:
@@ -405,7 +427,7 @@ class Worker:
 
     def close(self) -> None:
         """Free the worker's native objects (after the thread has ended)."""
-        self._pump.close()
+        self._delivery.close()
         for slot in self.slots:
             if slot.gen is not None:
                 slot.gen.close()

@@ -37,6 +37,8 @@ class EngineConfig:
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     offload_kqv: bool = True
+    kv_unified: bool = False        # one KV buffer for every slot (else a stream per slot)
+    swa_full: bool = False
     rope_freq_base: float = 0.0     # 0 = the model's
     rope_freq_scale: float = 0.0
     rope_scaling: str | None = None
@@ -54,8 +56,16 @@ class EngineConfig:
     # embeddings (a second context)
     embedding: bool = False
     pooling: str | None = None      # None = the model's ("mean" for a generative model)
-    # chat template: a builtin name or Jinja source; None = the model's own
+    # multimodal projector (mmproj GGUF); None: text only
+    mmproj: Path | None = None
+    mmproj_offload: bool = True
+    image_min_tokens: int | None = None
+    image_max_tokens: int | None = None
+    media_max_bytes: int = 20 * 1024 * 1024
+    # chat template: a builtin name or Jinja source; None = the model's own.  Without jinja,
+    # libllama renders the formats it recognizes (llama-server's --no-jinja).
     chat_template: str | None = None
+    jinja: bool = True
     # the shared system prompt from the start (the seed's -spf)
     system_prompt: str = ""
     user_name: str = ""

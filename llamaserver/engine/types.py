@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llama_ffi import SamplerParams, TokenProbs
 
 if TYPE_CHECKING:
     from llama_ffi import Vocab
 
-__all__ = ["SystemPrompt", "TokenBudget", "GenerationRequest", "TokenProbs", "TokenEvent", "PromptProgress",
+__all__ = ["SystemPrompt", "MediaPiece", "TokenBudget", "GenerationRequest", "TokenProbs", "TokenEvent", "PromptProgress",
            "Timings",
            "FinalEvent", "Embedding", "SlotInfo", "LoraInfo", "SlotSaved", "SlotRestored",
            "SlotErased"]
@@ -44,6 +44,20 @@ class SystemPrompt:
         """Tokenized as the seed did: BOS first, special tokens parsed."""
         tokens = vocab.tokenize(text, add_special=True, parse_special=True) if text else []
         return cls(text, tuple(tokens), user_name, assistant_name)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPiece:
+    """An image or audio clip inside a prompt, encoded: ``n_tokens`` cells of the request's
+    ``tokens`` from ``offset`` hold its placeholder ids (the same for the same content, so the
+    prompt cache finds it again), and it takes ``n_pos`` positions."""
+
+    offset: int
+    n_tokens: int
+    n_pos: int
+    id: str                 # the content hash
+    chunk: Any              # llama_ffi.Chunk, alive while the request's media_owner is open
+    embeddings: Any         # llama_ffi.MediaEmbeddings
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +99,8 @@ class GenerationRequest:
     truncate: bool = True
     prompt_text: str = ""
     budget: TokenBudget | None = None  # e.g. a thinking budget
+    media: tuple[MediaPiece, ...] = ()
+    media_owner: Any = None  # llama_ffi.Chunks behind ``media``: closed when the request ends
     timings_per_token: bool = False   # each TokenEvent carries the timings so far
     return_progress: bool = False     # PromptProgress events while the prompt is evaluated
 
@@ -167,7 +183,10 @@ class SlotInfo:
     request: GenerationRequest | None
     lora: tuple[float, ...]   # the adapter scales it runs with
     n_ctx: int
-    n_cached_tokens: int
+    n_cached_tokens: int      # cells the slot's sequence holds
+    n_prompt_tokens: int      # the request's whole prompt (shared prefix included)
+    n_prompt_tokens_cache: int  # ... of which were reused
+    n_prompt_tokens_processed: int  # ... and evaluated so far
     n_decoded: int
     n_remain: int
     stopped_eos: bool

@@ -14,6 +14,7 @@ Endpoints (module)::
     POST /v1/chat/completions /chat/completions  _chat
     POST /apply-template                         _chat
     POST /embedding /embeddings /v1/embeddings   _embeddings  (--embedding)
+    POST /rerank /reranking /v1/rerank[ing]      _rerank      (--reranking)
     POST /tokenize /detokenize                   _tokenize
     GET  /metrics                                _metrics     (--metrics)
 
@@ -25,8 +26,8 @@ from __future__ import annotations
 
 from quart import Blueprint
 
-from . import (_chat, _completion, _embeddings, _lora, _metrics, _oai_completions, _status,
-               _tokenize)
+from . import (_chat, _completion, _embeddings, _lora, _metrics, _oai_completions, _rerank,
+               _status, _tokenize)
 from ._auth import add_app_auth, add_auth
 from ._context import ApiContext
 from ._errors import ApiError, error_response, register_error_handlers
@@ -40,7 +41,7 @@ def create_blueprint(ctx: ApiContext, *, name: str = "llamaserver",
     bp = Blueprint(name, __name__, url_prefix=url_prefix or None)
     register_error_handlers(bp)
     add_auth(bp, ctx)
-    for module in (_status, _completion, _oai_completions, _chat, _embeddings, _tokenize,
-                   _lora, _metrics):
+    for module in (_status, _completion, _oai_completions, _chat, _embeddings, _rerank,
+                   _tokenize, _lora, _metrics):
         module.add_routes(bp, ctx)
     return bp

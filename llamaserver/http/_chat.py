@@ -23,7 +23,8 @@ from ._context import ApiContext, json_response
 from ._errors import invalid
 from ._llama_shapes import Pieces, timings
 from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, new_id, now, stream_choices,
-                      usage)
+                      usage, verbose_view)
+from ._prompts import PromptInput
 from ._reasoning import ReasoningOptions, thinking_budget, with_thinking
 from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
@@ -82,7 +83,7 @@ def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest,
     blocking part.  ``defaults``: the server's chat settings (read from ``ctx.settings``)."""
     if defaults is None:
         defaults = ChatDefaults.from_settings(ctx.settings)
-    rendered = render_chat(engine, opts, defaults)
+    rendered = render_chat(engine, opts, ctx.media_policy, defaults)
     tools = rendered.tools or rendered.native
     if tools is not None:
         if opts.response_format or opts.grammar or opts.json_schema:
@@ -98,8 +99,8 @@ def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest,
         defaults.reasoning_budget if opts.reasoning_budget is None else opts.reasoning_budget,
         defaults.reasoning_budget_message if opts.reasoning_budget_message is None
         else opts.reasoning_budget_message)
-    prompt = _strip_bos(engine, rendered.text)
-    prepared = resolve_choices(engine, ctx.settings, opts, [prompt], opts.n, grammar=grammar,
+    prompt = PromptInput(_strip_bos(engine, rendered.text), rendered.media)
+    prepared = resolve_choices(engine, ctx.defaults, opts, [prompt], opts.n, grammar=grammar,
                                budget=budget)
     return PreparedChat(prepared, AnswerPlan.of(
         rendered, opts.reasoning_format or defaults.reasoning_format, defaults.parse_output))
@@ -129,7 +130,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         finals = [o.final for o in outcomes]
         return json_response({**head, "object": "chat.completion", "choices": choices,
                               "usage": usage(finals, opts.n),
-                              "timings": timings(finals[0].timings)})
+                              "timings": timings(finals[0].timings),
+                              **verbose_view(ctx, sources, outcomes, opts)})
 
     bp.add_url_rule("/v1/chat/completions", "v1_chat_completions", chat_completions,
                     methods=["POST"])
@@ -142,7 +144,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         engine = ctx.ready_engine()
 
         def render() -> str:
-            return render_chat(engine, opts, ChatDefaults.from_settings(ctx.settings)).text
+            return render_chat(engine, opts, ctx.media_policy,
+                               ChatDefaults.from_settings(ctx.settings)).text
 
         return json_response({"prompt": await ctx.run_blocking(render)})
 

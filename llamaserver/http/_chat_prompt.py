@@ -20,6 +20,7 @@ from pydantic import Field
 from ..engine import Engine
 from ._body import ApiModel
 from ._errors import invalid, not_supported
+from ._media import MediaPolicy, decode_base64, load_url, require_projector
 from ._reasoning import ReasoningFormat, ThinkTags, opens_thinking, template_variables, think_tags
 from ._tool_formats import NativeTools, native_history, tool_format
 from ._tools import ToolPlan, check_tools, generic_plan, messages_for_tools
@@ -75,27 +76,55 @@ class ChatTemplateOptions(ApiModel):
 class ChatPrompt:
     text: str      # the rendered prompt, continued text included
     prefill: str   # the assistant text the answer continues ("" when it starts afresh)
+    media: list[bytes] = field(default_factory=list)  # for the text's media markers, in order
     tags: ThinkTags | None = None      # the template's thinking tags
     opened: bool = False               # the generation prompt opened a thinking block
     tools: ToolPlan | None = None      # tools in the generic JSON form
     native: NativeTools | None = None  # tools in the template's own format
 
 
-def _flatten_content(message: ChatMessage) -> dict[str, Any]:
-    """A message as the template sees it: extra fields kept, text parts joined."""
+class _Media:
+    """The media of a conversation's content parts, collected in prompt order."""
+
+    def __init__(self, engine: Engine, policy: MediaPolicy) -> None:
+        self._engine, self._policy = engine, policy
+        self.items: list[bytes] = []
+
+    def add(self, part: dict[str, Any], where: str) -> str:
+        """The marker that stands for ``part`` in the message's text."""
+        kind = part.get("type")
+        marker = require_projector(self._engine, where)
+        if kind == "image_url":
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            self.items.append(load_url(url, f"{where}.image_url.url", self._policy))
+        elif kind == "input_audio":
+            audio = part.get("input_audio")
+            if not isinstance(audio, dict):
+                raise invalid(f"'{where}.input_audio' must be {{\"data\": base64, \"format\"}}")
+            self.items.append(decode_base64(audio.get("data"), f"{where}.input_audio.data",
+                                            self._policy))
+        else:
+            raise not_supported(f"'{where}': {kind!r} content is not supported")
+        return marker
+
+
+def _flatten_content(message: ChatMessage, media: _Media, where: str) -> dict[str, Any]:
+    """A message as the template sees it: extra fields kept, text parts joined, media parts as
+    this server's marker."""
     data = message.model_dump(exclude_none=True)
     content = message.content
     if isinstance(content, list):
         texts = []
-        for part in content:
+        for k, part in enumerate(content):
             kind = part.get("type")
             if kind == "text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
             elif kind in ("image_url", "input_audio", "input_video", "image", "file"):
-                raise not_supported(f"'{kind}' message content is not supported by this "
-                                    "server (it has no multimodal projector)")
+                texts.append(media.add(part, f"{where}.content.{k}"))
             else:
-                raise invalid("message content parts must be {\"type\": \"text\", \"text\": ...}")
+                raise invalid(f"'{where}.content.{k}': parts must be {{\"type\": \"text\", "
+                              "\"text\": ...}, image_url or input_audio")
         data["content"] = "\n".join(texts)
     elif content is None:
         data["content"] = ""
@@ -127,9 +156,11 @@ def _continues(opts: ChatTemplateOptions, prefill_assistant: bool) -> bool:
     return continues
 
 
-def render_chat(engine: Engine, opts: ChatTemplateOptions,
+def render_chat(engine: Engine, opts: ChatTemplateOptions, policy: MediaPolicy,
                 defaults: ChatDefaults | None = None) -> ChatPrompt:
-    """The prompt of a chat request (blocking: templates run in the worker pool)."""
+    """The prompt of a chat request (blocking: templates run and media parts are loaded
+    here).  ``defaults`` are the server's chat settings; the request's
+    ``chat_template_kwargs`` win over the server's template variables."""
     defaults = defaults if defaults is not None else ChatDefaults()
     template = engine.chat_template
     source = "" if template.is_builtin else template.source  # built-ins render no tools
@@ -138,7 +169,8 @@ def render_chat(engine: Engine, opts: ChatTemplateOptions,
     fmt = tool_format(source)
     native = NativeTools(fmt, choice) if fmt is not None and choice is not None else None
     plan = generic_plan(choice) if choice is not None and native is None else None
-    flat = [_flatten_content(m) for m in opts.messages]
+    media = _Media(engine, policy)
+    flat = [_flatten_content(m, media, f"messages.{i}") for i, m in enumerate(opts.messages)]
     continues = _continues(opts, defaults.prefill_assistant)
     prefill = flat.pop()["content"] if continues else ""
     if plan is not None:  # the tools go in as a system note, not through the template
@@ -151,4 +183,5 @@ def render_chat(engine: Engine, opts: ChatTemplateOptions,
     text = template.render(flat, add_generation_prompt=continues or opts.add_generation_prompt,
                            tools=native.template_tools if native is not None else None,
                            variables=variables)
-    return ChatPrompt(text + prefill, prefill, tags, opens_thinking(tags, text), plan, native)
+    return ChatPrompt(text + prefill, prefill, media.items, tags=tags,
+                      opened=opens_thinking(tags, text), tools=plan, native=native)

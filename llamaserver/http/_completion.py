@@ -1,4 +1,8 @@
-"""llama.cpp's own completion API: POST /completion (/completions) and POST /infill."""
+"""llama.cpp's own completion API: POST /completion (/completions) and POST /infill.
+
+One prompt gives the seed's result object; several prompts (or ``n_cmpl`` > 1) give an array
+of them, each with its ``index``, and their streams interleave, as in today's llama-server.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import Field
 from quart import Blueprint, Response, request
 
 from llama_ffi import Vocab
@@ -16,16 +21,20 @@ from ._context import ApiContext, dumps, json_response
 from ._errors import invalid, not_supported
 from ._llama_shapes import probability_entry, progress, timings
 from ._options import GenerationOptions
-from ._resolve import grammar_of, resolve
-from ._streaming import EventSource, Outcome, sse_error, sse_event, sse_response
+from ._media import decode_prompts
+from ._prompts import PromptInput, split_prompts
+from ._resolve import grammar_of, resolve_choices
+from ._streaming import (EventSource, Outcome, drain_all, merge_events, open_all, sse_error,
+                         sse_event, sse_response)
 
 
 _log = logging.getLogger("llamaserver.http")
 
 
 class CompletionRequest(GenerationOptions):
-    # One prompt: a string, token ids, or a mix of both (strings are tokenized in place).
-    prompt: str | list[JsonInt | str]
+    # one prompt or several, in the forms of _prompts
+    prompt: str | list[Any] | dict[str, Any]
+    n_cmpl: JsonInt = Field(1, ge=1, le=16)
 
 
 class InfillRequest(GenerationOptions):
@@ -46,7 +55,7 @@ def stop_type(final: FinalEvent) -> str:
 
 
 def final_payload(ctx: ApiContext, source: EventSource, outcome: Outcome,
-                  opts: GenerationOptions, *, streamed: bool) -> dict[str, Any]:
+                  opts: GenerationOptions, *, streamed: bool, index: int = 0) -> dict[str, Any]:
     """The seed's result object (in a stream: the last event, whose content was sent)."""
     final = outcome.final
     prepared = source.prepared
@@ -68,7 +77,7 @@ def final_payload(ctx: ApiContext, source: EventSource, outcome: Outcome,
         "stop_type": stop_type(final),
         "tokens_cached": final.tokens_cached,
         "timings": timings(final.timings),
-        "index": 0,
+        "index": index,
         "tokens": list(final.tokens) if (opts.return_tokens and not streamed) else [],
     }
     if (opts.n_probs or 0) > 0:
@@ -79,11 +88,11 @@ def final_payload(ctx: ApiContext, source: EventSource, outcome: Outcome,
 
 
 def partial_payload(ctx: ApiContext, event: TokenEvent | PromptProgress,
-                    opts: GenerationOptions) -> dict[str, Any]:
+                    opts: GenerationOptions, index: int = 0) -> dict[str, Any]:
     if isinstance(event, PromptProgress):
-        return {"content": "", "stop": False, "index": 0, "tokens": [],
+        return {"content": "", "stop": False, "index": index, "tokens": [],
                 "prompt_progress": progress(event)}
-    payload: dict[str, Any] = {"content": event.text, "stop": False, "index": 0,
+    payload: dict[str, Any] = {"content": event.text, "stop": False, "index": index,
                                "tokens": list(event.tokens)}
     if event.timings is not None:
         payload["timings"] = timings(event.timings)
@@ -94,27 +103,33 @@ def partial_payload(ctx: ApiContext, event: TokenEvent | PromptProgress,
     return payload
 
 
-async def respond(ctx: ApiContext, source: EventSource, opts: GenerationOptions) -> Response:
-    if not opts.stream:
-        payload = final_payload(ctx, source, await source.drain(), opts, streamed=False)
-        if ctx.settings.verbose:
-            _log.info("/completion response: %s", dumps(payload))
-        return json_response(payload)
-    return sse_response(_stream(ctx, source, opts))
+async def respond(ctx: ApiContext, sources: list[EventSource], opts: GenerationOptions, *,
+                  several: bool) -> Response:
+    """One result object, or an array of them when the request asked for several."""
+    if opts.stream:
+        return sse_response(_stream(ctx, sources, opts))
+    outcomes = await drain_all(sources)
+    payloads = [final_payload(ctx, source, outcome, opts, streamed=False, index=i)
+                for i, (source, outcome) in enumerate(zip(sources, outcomes))]
+    if ctx.settings.verbose:
+        _log.info("/completion response: %s", dumps(payloads))
+    return json_response(payloads if several else payloads[0])
 
 
-async def _stream(ctx: ApiContext, source: EventSource, opts: GenerationOptions
+async def _stream(ctx: ApiContext, sources: list[EventSource], opts: GenerationOptions
                   ) -> AsyncIterator[bytes]:
     try:
-        async for event in source.events():
+        async for index, event in merge_events(sources):
             if isinstance(event, FinalEvent):
-                yield sse_event(final_payload(ctx, source, Outcome(event), opts, streamed=True))
+                yield sse_event(final_payload(ctx, sources[index], Outcome(event), opts,
+                                              streamed=True, index=index))
             elif isinstance(event, PromptProgress) or event.text or event.probs:
-                yield sse_event(partial_payload(ctx, event, opts))
+                yield sse_event(partial_payload(ctx, event, opts, index))
     except Exception as exc:
         yield sse_error(exc)
     finally:
-        await source.close()
+        for source in sources:
+            await source.close()
 
 
 _FIM_ROLES = (("fim_pre", "prefix"), ("fim_suf", "suffix"), ("fim_mid", "middle"))
@@ -159,9 +174,13 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             _log.info("/completion request: %s", dumps(data))
         opts = validate(CompletionRequest, data)
         engine = ctx.ready_engine()
-        prepared = await ctx.run_blocking(lambda: resolve(
-            engine, ctx.settings, opts, opts.prompt, grammar=grammar_of(opts)))
-        return await respond(ctx, await EventSource.open(ctx, prepared), opts)
+        prompts = split_prompts(opts.prompt)
+        prepared = await ctx.run_blocking(lambda: resolve_choices(
+            engine, ctx.defaults, opts,
+            decode_prompts(prompts, engine, ctx.media_policy, image_data=opts.image_data),
+            opts.n_cmpl, grammar=grammar_of(opts), truncate=True))
+        sources = await open_all(ctx, prepared)
+        return await respond(ctx, sources, opts, several=len(sources) > 1)
 
     bp.add_url_rule("/completion", "completion", completion, methods=["POST"])
     bp.add_url_rule("/completions", "completions", completion, methods=["POST"])
@@ -171,6 +190,9 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         opts = validate(InfillRequest, await read_json_object(request))
         engine = ctx.ready_engine()
         prompt = infill_prompt(engine.vocab, opts, ctx.settings.spm_infill)
-        prepared = await ctx.run_blocking(lambda: resolve(
-            engine, ctx.settings, opts, prompt, add_special=False, grammar=grammar_of(opts)))
-        return await respond(ctx, await EventSource.open(ctx, prepared), opts)
+        if opts.image_data:
+            raise invalid("/infill takes no 'image_data'")
+        prepared = await ctx.run_blocking(lambda: resolve_choices(
+            engine, ctx.defaults, opts, [PromptInput(prompt)], 1, grammar=grammar_of(opts),
+            truncate=True, add_special=False))
+        return await respond(ctx, await open_all(ctx, prepared), opts, several=False)

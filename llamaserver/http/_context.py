@@ -25,6 +25,8 @@ from ..settings import ServerSettings
 from ._errors import ApiError
 from ._llama_shapes import Pieces, generation_settings
 from ._metrics import EngineCollector
+from ._media import MediaPolicy
+from ._resolve import RequestDefaults
 
 T = TypeVar("T")
 
@@ -42,6 +44,8 @@ class ApiContext:
         self.build_info, self.fingerprint = _build_info()
         self._api_keys = [key.encode("utf-8") for key in settings.all_api_keys()]
         self._pieces: tuple[Engine, Pieces] | None = None
+        self.defaults = RequestDefaults.from_settings(settings)
+        self.media_policy = MediaPolicy.from_settings(settings)
 
     # ---- engine ------------------------------------------------------------------------
     @property
@@ -78,13 +82,16 @@ class ApiContext:
 
     def default_generation_settings(self) -> dict[str, Any]:
         """What a request that sets nothing gets (``/props``, idle ``/slots``)."""
-        from llama_ffi import SamplerParams
-
-        s = self.settings
-        default = GenerationRequest(tokens=[], sampling=SamplerParams(), n_predict=s.n_predict,
-                                    n_keep=s.n_keep)
+        d = self.defaults
+        default = GenerationRequest(tokens=[], sampling=d.sampling, n_predict=d.n_predict,
+                                    n_keep=d.n_keep, cache_prompt=d.cache_prompt)
         scales = tuple(info.scale for info in self.ready_engine().lora_adapters())
         return self.generation_settings(default, scales)
+
+    @property
+    def model_aliases(self) -> list[str]:
+        """Every name of the model (--alias a,b), or its id alone."""
+        return list(self.settings.aliases) or [self.model_id]
 
     @property
     def model_id(self) -> str:

@@ -47,8 +47,23 @@ def generation_settings(req: GenerationRequest, lora: tuple[float, ...], *, n_ct
         "cache_prompt": req.cache_prompt, "id_slot": req.id_slot,
         "t_max_predict_ms": req.t_max_predict_ms,
         "lora": [{"id": i, "scale": v} for i, v in enumerate(lora) if v],
+        # today's llama-server names beside the seed's
+        "max_tokens": req.n_predict, "timings_per_token": req.timings_per_token,
+        "post_sampling_probs": False, "backend_sampling": False, "speculative.types": "none",
+        "grammar_lazy": False, "grammar_triggers": [], "preserved_tokens": [],
+        "chat_format": "Content-only", "reasoning_format": "none",
+        "reasoning_in_content": False, "generation_prompt": "",
     })
     return out
+
+
+def default_slot(settings: dict[str, Any], n_ctx: int) -> dict[str, Any]:
+    """/props' default_generation_settings: the seed's flat settings, and today's idle slot
+    shape (``params``, ``next_token``, ...) around the same values."""
+    return {**settings, "id": 0, "id_task": -1, "n_ctx": n_ctx, "speculative": False,
+            "is_processing": False, "params": settings, "prompt": "",
+            "next_token": {"has_next_token": True, "has_new_line": False, "n_remain": -1,
+                           "n_decoded": 0, "stopping_word": ""}}
 
 
 class Pieces:
@@ -121,8 +136,14 @@ def slot_entry(info: SlotInfo, settings: dict[str, Any]) -> dict[str, Any]:
         "is_processing": info.is_processing,
         "prompt": info.request.prompt_text if info.request is not None else "",
         "n_cached_tokens": info.n_cached_tokens,
+        "speculative": False,
+        "params": settings,
+        "n_prompt_tokens": info.n_prompt_tokens,
+        "n_prompt_tokens_processed": info.n_prompt_tokens_processed,
+        "n_prompt_tokens_cache": info.n_prompt_tokens_cache,
         "next_token": {
             "has_next_token": info.is_processing,
+            "has_new_line": False,
             "n_remain": info.n_remain,
             "n_decoded": info.n_decoded,
             "stopped_eos": info.stopped_eos,

@@ -5,23 +5,13 @@ from __future__ import annotations
 from pydantic import TypeAdapter, ValidationError
 from quart import Blueprint, Response, request
 
-from ._body import ApiModel, JsonInt, describe_validation_error, read_json
+from ._body import describe_validation_error, read_json
 from ._context import ApiContext, json_response
 from ._errors import invalid
-
-
-class LoraScale(ApiModel):
-    """One entry of a request's ``lora`` list, or of the POST /lora-adapters body."""
-
-    id: JsonInt
-    scale: float
+from ._options import LoraScale, scales_by_id
 
 
 _SCALES = TypeAdapter(list[LoraScale])
-
-
-def scales_by_id(entries: list[LoraScale]) -> dict[int, float]:
-    return {entry.id: entry.scale for entry in entries}
 
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 # (name without the "llamacpp:" prefix, kind, help, EngineMetrics field)
 _METRICS = [
-    ("prompt_tokens", "counter", "Number of prompt tokens processed.",
+    ("prompt_tokens", "counter", "Number of prompt tokens processed, excluding cached tokens.",
      "prompt_tokens_total"),
+    ("prompt_tokens_cached", "counter", "Number of prompt tokens reused from the cache.",
+     "prompt_tokens_cached_total"),
     ("prompt_seconds", "counter", "Prompt process time.",
      "prompt_seconds_total"),
     ("tokens_predicted", "counter", "Number of generation tokens processed.",
@@ -31,6 +33,14 @@ _METRICS = [
      "tokens_predicted_seconds_total"),
     ("n_decode", "counter", "Number of llama_decode() calls.",
      "n_decode_total"),
+    ("n_tokens_max", "gauge", "Largest observed sequence length (prompt + generation).",
+     "n_tokens_max"),
+    ("spec_decode_num_draft_tokens", "counter", "Speculative: draft tokens generated.",
+     "spec_draft_tokens_total"),
+    ("spec_decode_num_accepted_tokens", "counter", "Speculative: draft tokens accepted by the "
+     "target model.", "spec_accepted_tokens_total"),
+    ("spec_decode_num_drafts", "counter", "Speculative: verification steps.",
+     "spec_drafts_total"),
     ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s.",
      "prompt_tokens_seconds"),
     ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s.",
@@ -82,4 +92,5 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             raise not_supported("This server does not support metrics endpoint. Start it "
                                 "with `--metrics`")
         return Response(generate_latest(ctx.registry), status=200,
-                        content_type=CONTENT_TYPE_LATEST)
+                        content_type=CONTENT_TYPE_LATEST,
+                        headers={"Process-Start-Time-Unix": str(ctx.created)})

@@ -14,40 +14,19 @@ from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
 from ._llama_shapes import Pieces, timings
 from ._openai import (OpenAIOptions, finish_reason, new_id, now, stream_choices,
-                      text_logprobs, usage)
+                      text_logprobs, usage, verbose_view)
+from ._media import decode_prompts
+from ._prompts import split_prompts
 from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
 
 
 class TextCompletionRequest(OpenAIOptions):
-    prompt: str | list[Any]
+    prompt: str | list[Any] | dict[str, Any]
     echo: bool = False
     logprobs: JsonInt | None = Field(None, ge=0, le=20)
     best_of: JsonInt | None = Field(None, ge=1, le=16)
     suffix: str | None = None
-
-
-def split_prompts(prompt: str | list[Any]) -> list[str | list[Any]]:
-    """OpenAI's prompt forms: a string, strings, token ids, or lists of token ids.
-
-    A list that mixes strings and ids is llama.cpp's single mixed prompt.
-    """
-    if isinstance(prompt, str):
-        return [prompt]
-    if not prompt:
-        raise invalid("'prompt' must not be empty")
-    if all(isinstance(p, str) for p in prompt):
-        return list(prompt)
-    if all(isinstance(p, list) for p in prompt):
-        for p in prompt:
-            if not p or not all(isinstance(t, int) and not isinstance(t, bool) for t in p):
-                raise invalid("'prompt' arrays of arrays must hold token ids")
-        return list(prompt)
-    if all((isinstance(p, int) and not isinstance(p, bool)) or isinstance(p, str)
-           for p in prompt):
-        return [list(prompt)]
-    raise invalid("'prompt' must be a string, an array of strings, an array of token ids, "
-                  "or an array of token-id arrays")
 
 
 def _prompt_text(engine: Engine, prompt: str | list[Any]) -> str:
@@ -70,8 +49,9 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             opts.n_probs = opts.logprobs
         prompts = split_prompts(opts.prompt)
         prepared = await ctx.run_blocking(lambda: resolve_choices(
-            engine, ctx.settings, opts, prompts, opts.n, grammar=grammar_of(opts)))
-        echoes = [_prompt_text(engine, p) if opts.echo else "" for p in prompts
+            engine, ctx.defaults, opts, decode_prompts(prompts, engine, ctx.media_policy),
+            opts.n, grammar=grammar_of(opts)))
+        echoes = [_prompt_text(engine, p.value) if opts.echo else "" for p in prompts
                   for _ in range(opts.n)]
         sources = await open_all(ctx, prepared)
         cid, created = new_id("cmpl"), now()
@@ -93,7 +73,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             })
         finals = [o.final for o in outcomes]
         return json_response({**head, "choices": choices, "usage": usage(finals, opts.n),
-                              "timings": timings(finals[0].timings)})
+                              "timings": timings(finals[0].timings),
+                              **verbose_view(ctx, sources, outcomes, opts)})
 
 
 def _stream(pieces: Pieces, sources: list[Any], head: dict[str, Any], echoes: list[str],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -13,7 +13,10 @@ from ..engine import FinalEvent, PromptProgress, TokenEvent, TokenProbs
 from ._body import JsonInt
 from ._llama_shapes import Pieces, logprob, progress, timings
 from ._options import GenerationOptions
-from ._streaming import SSE_DONE, EventSource, merge_events, sse_error, sse_event
+from ._streaming import SSE_DONE, EventSource, Outcome, merge_events, sse_error, sse_event
+
+if TYPE_CHECKING:
+    from ._context import ApiContext
 
 
 class OpenAIOptions(GenerationOptions):
@@ -83,6 +86,17 @@ def text_logprobs(pieces: Pieces, entries: Sequence[TokenProbs], offset: int = 0
         offset += len(token)
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top,
             "text_offset": offsets}
+
+
+def verbose_view(ctx: ApiContext, sources: Sequence[EventSource], outcomes: Sequence[Outcome],
+                 opts: OpenAIOptions) -> dict[str, Any]:
+    """With ``-v``, upstream's ``__verbose``: the first choice in llama.cpp's own shape (the
+    prompt as evaluated, the raw output, the generation settings)."""
+    if not ctx.settings.verbose:
+        return {}
+    from ._completion import final_payload
+
+    return {"__verbose": final_payload(ctx, sources[0], outcomes[0], opts, streamed=False)}
 
 
 def include_usage(opts: OpenAIOptions) -> bool:

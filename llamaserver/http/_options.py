@@ -12,11 +12,21 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ._body import ApiModel, JsonInt
-from ._lora import LoraScale
 
 Int32 = Annotated[JsonInt, Field(ge=-(2**31), le=2**31 - 1)]
 Count = Annotated[JsonInt, Field(ge=0, le=2**31 - 1)]
 CountOrAll = Annotated[JsonInt, Field(ge=-1, le=2**31 - 1)]
+
+
+class LoraScale(ApiModel):
+    """One entry of a request's ``lora`` list, or of the POST /lora-adapters body."""
+
+    id: JsonInt
+    scale: float
+
+
+def scales_by_id(entries: list[LoraScale]) -> dict[int, float]:
+    return {entry.id: entry.scale for entry in entries}
 
 
 class SystemPromptObject(ApiModel):

@@ -3,14 +3,16 @@
 Everything that needs the vocabulary or can be slow (tokenizing the prompt, logit_bias
 strings and penalty_prompt, compiling a JSON schema, parsing the grammar into the sampler
 chain) happens here, once, in the server's worker pool, never on the event loop.  The
-defaults of the server (``--n-predict``, ``--seed``, ``--keep``) are applied here and only
-here; everything else keeps ``SamplerParams``' and ``GenerationRequest``'s defaults.
+defaults of the server (its sampling flags, ``--n-predict``, ``--seed``, ``--keep``,
+``--cache-prompt``: :class:`RequestDefaults`) are applied here and only here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from llama_ffi import InvalidTokenError, SamplerParams
@@ -18,9 +20,9 @@ from llama_ffi import InvalidTokenError, SamplerParams
 from ..engine import Engine, GenerationRequest, PreparedRequest, SystemPrompt, TokenBudget
 from ..settings import ServerSettings
 from .._json_grammar import SchemaError, schema_to_grammar
-from ._errors import invalid, not_supported
-from ._lora import scales_by_id
-from ._options import GenerationOptions, SystemPromptObject
+from ._errors import invalid
+from ._options import GenerationOptions, SystemPromptObject, scales_by_id
+from ._prompts import PromptInput
 
 RANDOM_SEED = 0xFFFFFFFF
 
@@ -34,17 +36,34 @@ _SAMPLER_FIELDS = (
 )
 
 
-def effective_n_predict(opts: GenerationOptions, settings: ServerSettings) -> int:
+@dataclass(frozen=True)
+class RequestDefaults:
+    """What a request that sets nothing gets: the server's flags, read once at start-up."""
+
+    sampling: SamplerParams
+    n_predict: int
+    n_keep: int
+    cache_prompt: bool
+    seed: int
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> RequestDefaults:
+        """``ValueError`` for a default grammar file or schema that cannot be used."""
+        return cls(settings.default_sampler_params(), settings.n_predict, settings.n_keep,
+                   settings.cache_prompt, settings.seed)
+
+
+def effective_n_predict(opts: GenerationOptions, defaults: RequestDefaults) -> int:
     """The request's limit, bounded by the server's ``-n`` (upstream's rule)."""
     requested = opts.n_predict if opts.n_predict is not None else opts.max_tokens
-    limit = settings.n_predict
+    limit = defaults.n_predict
     if requested is None or requested < 0:
         return limit
     return requested if limit < 0 else min(requested, limit)
 
 
-def effective_seed(opts: GenerationOptions, settings: ServerSettings) -> int:
-    seed = opts.seed if opts.seed is not None else settings.seed
+def effective_seed(opts: GenerationOptions, defaults: RequestDefaults) -> int:
+    seed = opts.seed if opts.seed is not None else defaults.seed
     return RANDOM_SEED if seed < 0 else seed & 0xFFFFFFFF
 
 
@@ -62,42 +81,63 @@ def grammar_of(opts: GenerationOptions, schema: Any = None) -> str | None:
     return opts.grammar or None
 
 
-def resolve(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
-            prompt: str | Sequence[int | str], *, add_special: bool = True,
-            parse_special: bool = True, grammar: str | None = None, seed: int | None = None,
-            truncate: bool = True, budget: TokenBudget | None = None) -> PreparedRequest:
+def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
+            prompt: str | Sequence[int | str], *, media: Sequence[bytes] = (),
+            add_special: bool = True, parse_special: bool = True, grammar: str | None = None,
+            seed: int | None = None, truncate: bool = True,
+            budget: TokenBudget | None = None) -> PreparedRequest:
     """The prepared engine request for one prompt (blocking: run it in the worker pool).
 
+    ``media`` are the encoded images/audio for the media markers of a text ``prompt``;
     ``grammar`` is the GBNF already derived from the request (see :func:`grammar_of`);
     ``seed`` overrides the request's (``n`` > 1 gives each choice its own); ``budget`` bounds
     a span of the output (a chat's thinking).  Raises
     ``ApiError`` 400/501 for bad options, ``EngineError`` for what the engine refuses.
     """
-    if opts.image_data:
-        raise not_supported("Image input is not supported by this server (it has no "
-                            "multimodal projector)")
     vocab = engine.vocab
+    pieces: Any = ()
+    owner = None
     try:
-        tokens, bos_added = vocab.tokenize_prompt(prompt, add_special=add_special,
-                                                  parse_special=parse_special)
+        if media:
+            assert isinstance(prompt, str)
+            with_media = engine.media_prompt(prompt, list(media), add_special=add_special,
+                                             parse_special=parse_special)
+            tokens, bos_added = with_media.tokens, with_media.bos_added
+            pieces, owner = with_media.media, with_media.owner
+        else:
+            tokens, bos_added = vocab.tokenize_prompt(prompt, add_special=add_special,
+                                                      parse_special=parse_special)
     except InvalidTokenError as exc:
         raise invalid(f"Invalid token in 'prompt': {exc}") from None
-    except ValueError as exc:
+    except ValueError as exc:  # MediaError included
         raise invalid(f"Invalid 'prompt': {exc}") from None
+    try:
+        return engine.prepare(_request(engine, defaults, opts, prompt, tokens, bos_added,
+                                       grammar=grammar, seed=seed, truncate=truncate,
+                                       media=pieces, owner=owner, budget=budget))
+    except BaseException:
+        if owner is not None:
+            owner.close()
+        raise
+
+
+def _request(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
+             prompt: str | Sequence[int | str], tokens: list[int], bos_added: bool, *,
+             grammar: str | None, seed: int | None, truncate: bool, media: Any,
+             owner: Any, budget: TokenBudget | None) -> GenerationRequest:
     request = GenerationRequest(
-        tokens=tokens, bos_added=bos_added,
-        sampling=sampler_params(opts, engine, settings, grammar=grammar, seed=seed),
-        n_predict=effective_n_predict(opts, settings),
-        n_keep=opts.n_keep if opts.n_keep is not None else settings.n_keep,
+        tokens=tokens, bos_added=bos_added, media=media, media_owner=owner,
+        sampling=sampler_params(opts, engine, defaults, grammar=grammar, seed=seed),
+        n_predict=effective_n_predict(opts, defaults),
+        n_keep=opts.n_keep if opts.n_keep is not None else defaults.n_keep,
+        cache_prompt=opts.cache_prompt if opts.cache_prompt is not None else defaults.cache_prompt,
         stop=tuple(s for s in ([opts.stop] if isinstance(opts.stop, str) else opts.stop or [])
                    if s),
         system_prompt=system_prompt_of(opts, engine),
         truncate=truncate,
         budget=budget,
-        prompt_text=prompt if isinstance(prompt, str) else vocab.detokenize(tokens),
+        prompt_text=prompt if isinstance(prompt, str) else engine.vocab.detokenize(tokens),
     )
-    if opts.cache_prompt is not None:
-        request.cache_prompt = opts.cache_prompt
     if opts.id_slot is not None:
         request.id_slot = opts.id_slot
     if opts.t_max_predict_ms is not None:
@@ -106,24 +146,27 @@ def resolve(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
         request.lora = scales_by_id(opts.lora)
     request.timings_per_token = bool(opts.timings_per_token)
     request.return_progress = bool(opts.return_progress and opts.stream)
-    return engine.prepare(request)
+    return request
 
 
-def resolve_choices(engine: Engine, settings: ServerSettings, opts: GenerationOptions,
-                    prompts: Sequence[str | Sequence[int | str]], n: int, *,
+def resolve_choices(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
+                    prompts: Sequence[PromptInput], n: int, *,
                     grammar: str | None, truncate: bool = False,
+                    add_special: bool = True,
                     budget: TokenBudget | None = None) -> list[PreparedRequest]:
     """``n`` prepared requests per prompt, each choice with its own seed (blocking); all or
     none.  OpenAI's endpoints answer a prompt too long for a slot with today's
     ``exceed_context_size_error`` rather than the seed's truncation."""
-    base_seed = effective_seed(opts, settings)
+    base_seed = effective_seed(opts, defaults)
     prepared: list[PreparedRequest] = []
     try:
         for prompt in prompts:
             for j in range(n):
                 seed = base_seed if base_seed == RANDOM_SEED else (base_seed + j) & RANDOM_SEED
-                prepared.append(resolve(engine, settings, opts, prompt, grammar=grammar,
-                                        seed=seed, truncate=truncate, budget=budget))
+                prepared.append(resolve(engine, defaults, opts, prompt.value,
+                                        media=prompt.media, grammar=grammar, seed=seed,
+                                        truncate=truncate, add_special=add_special,
+                                        budget=budget))
     except BaseException:
         for p in prepared:
             p.close()
@@ -131,16 +174,15 @@ def resolve_choices(engine: Engine, settings: ServerSettings, opts: GenerationOp
     return prepared
 
 
-def sampler_params(opts: GenerationOptions, engine: Engine, settings: ServerSettings, *,
+def sampler_params(opts: GenerationOptions, engine: Engine, defaults: RequestDefaults, *,
                    grammar: str | None, seed: int | None = None) -> SamplerParams:
-    """``SamplerParams`` with the given options; everything else keeps its default."""
+    """The server's sampling defaults with the request's options on top."""
     fields: dict[str, Any] = {name: getattr(opts, name) for name in _SAMPLER_FIELDS
                               if getattr(opts, name) is not None}
-    # -1 means "the whole context" for both penalty windows.
     for name in ("repeat_last_n", "dry_penalty_last_n"):
         value = getattr(opts, name)
         if value is not None:
-            fields[name] = engine.n_ctx_slot if value < 0 else value
+            fields[name] = value
     if opts.dry_sequence_breakers is not None:
         if not opts.dry_sequence_breakers:
             raise invalid("'dry_sequence_breakers' must not be an empty array")
@@ -152,10 +194,14 @@ def sampler_params(opts: GenerationOptions, engine: Engine, settings: ServerSett
     if opts.samplers is not None:
         # A string is upstream's one-letter form ("kypmt"); SamplerParams knows both.
         fields["samplers"] = list(opts.samplers)
-    fields["seed"] = effective_seed(opts, settings) if seed is None else seed
+    fields["seed"] = effective_seed(opts, defaults) if seed is None else seed
     if grammar is not None:
         fields["grammar"] = grammar
-    params = SamplerParams(**fields)
+    params = dataclasses.replace(defaults.sampling, **fields)
+    # -1 means "the whole context" for both penalty windows.
+    for name in ("repeat_last_n", "dry_penalty_last_n"):
+        if getattr(params, name) < 0:
+            setattr(params, name, engine.n_ctx_slot)
     try:
         params.validate(engine.vocab.n_tokens)
     except ValueError as exc:  # InvalidTokenError included

@@ -10,7 +10,7 @@ from ..engine import Engine, SystemPrompt
 from ._body import ApiModel, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import ApiError, invalid, not_supported
-from ._llama_shapes import slot_entry
+from ._llama_shapes import default_slot, slot_entry
 from ._options import SystemPromptObject
 
 
@@ -38,23 +38,39 @@ def props(ctx: ApiContext) -> dict[str, Any]:
         return vocab.token_to_piece(tok, special=True).decode("utf-8", "replace") if tok >= 0 else ""
 
     system = engine.system_prompt
+    s = ctx.settings
     return {
         "user_name": system.user_name,
         "assistant_name": system.assistant_name,
         "system_prompt": system.text,
-        "default_generation_settings": ctx.default_generation_settings(),
+        "default_generation_settings": default_slot(ctx.default_generation_settings(),
+                                                    engine.n_ctx_slot),
         "total_slots": engine.n_slots,
         "model_path": str(ctx.model_path or engine.model.path),
+        "model_alias": ctx.model_id,
+        "model_aliases": ctx.model_aliases,
+        "model_tags": list(s.tags),
+        "model_ftype": engine.model.ftype,
         "chat_template": engine.chat_template.source,
+        "chat_template_caps": {},
         "bos_token": special(vocab.bos),
         "eos_token": special(vocab.eos),
         "n_ctx": engine.n_ctx,
         "n_ctx_slot": engine.n_ctx_slot,
-        "modalities": {"vision": False, "audio": False},
+        "modalities": modalities(engine),
+        "media_marker": engine.projector.marker if engine.projector is not None else "",
+        "endpoint_slots": s.endpoint_slots,
+        "endpoint_props": s.endpoint_props,
+        "endpoint_metrics": s.endpoint_metrics,
         "build_info": ctx.build_info,
-        "model_alias": ctx.model_id,
         "is_sleeping": False,
     }
+
+
+def modalities(engine: Engine) -> dict[str, bool]:
+    projector = engine.projector
+    return {"vision": bool(projector and projector.supports_vision),
+            "audio": bool(projector and projector.supports_audio), "video": False}
 
 
 class PropsUpdate(ApiModel):
@@ -72,9 +88,9 @@ def model_meta(engine: Engine | None) -> dict[str, Any] | None:
     if engine is None or engine.state != "ready":
         return None
     model, vocab = engine.model, engine.vocab
-    return {"vocab_type": vocab.type_id, "n_vocab": vocab.n_tokens,
+    return {"vocab_type": vocab.type_id, "n_vocab": vocab.n_tokens, "n_ctx": engine.n_ctx_slot,
             "n_ctx_train": model.n_ctx_train, "n_embd": model.n_embd,
-            "n_params": model.n_params, "size": model.size}
+            "n_params": model.n_params, "size": model.size, "ftype": model.ftype}
 
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
@@ -165,10 +181,24 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         raise invalid("Invalid action: use save, restore or erase")
 
     async def models() -> Response:
-        meta = model_meta(ctx.engine) if ctx.state == "ready" else None
-        entry = {"id": ctx.model_id, "object": "model", "created": ctx.created,
+        engine = ctx.engine if ctx.state == "ready" else None
+        meta = model_meta(engine)
+        if engine is not None and meta is not None:
+            meta["modalities"] = modalities(engine)
+        entry = {"id": ctx.model_id, "aliases": ctx.model_aliases,
+                 "tags": list(ctx.settings.tags), "object": "model", "created": ctx.created,
                  "owned_by": "llamacpp", "meta": meta}
-        return json_response({"object": "list", "data": [entry]})
+        # the same model as Ollama's clients list it (upstream answers both)
+        multimodal = engine is not None and engine.projector is not None
+        listed = {"name": ctx.model_id, "model": ctx.model_id, "modified_at": "",
+                  "size": "", "digest": "", "type": "model", "description": "",
+                  "tags": list(ctx.settings.tags),
+                  "capabilities": ["completion", *(["multimodal"] if multimodal else [])],
+                  "parameters": "", "details": {"parent_model": "", "format": "gguf",
+                                                "family": "", "families": [],
+                                                "parameter_size": "",
+                                                "quantization_level": ""}}
+        return json_response({"models": [listed], "object": "list", "data": [entry]})
 
     bp.add_url_rule("/v1/models", "v1_models", models, methods=["GET"])
     bp.add_url_rule("/models", "models", models, methods=["GET"])

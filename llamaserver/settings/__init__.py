@@ -20,6 +20,7 @@ from .chat import ChatSettings
 from .context import ContextSettings
 from .hardware import HardwareSettings
 from .logs import LogSettings
+from .media import MediaSettings
 from .model import ModelSettings
 from .network import NetworkSettings
 from .rope import RopeSettings
@@ -33,7 +34,7 @@ _SECRETS = ("api_key", "hf_token")
 
 class ServerSettings(UpstreamOnly, LogSettings, NetworkSettings, HardwareSettings,
                      SamplingSettings, RopeSettings, ContextSettings, ChatSettings,
-                     ModelSettings):
+                     MediaSettings, ModelSettings):
     """Configuration of one :class:`llamaserver.LlamaServer`.
 
     Build it directly (``ServerSettings(ctx_size=2048, parallel=4)``), from the command line

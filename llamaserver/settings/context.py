@@ -130,6 +130,11 @@ class ContextSettings(Group):
         False, description="Serve embeddings (/embedding, /v1/embeddings).",
         json_schema_extra=cli("--embedding", "--embeddings", env="LLAMA_ARG_EMBEDDINGS",
                               group=PERF))
+    reranking: bool = Field(
+        False, description="Serve reranking (/rerank): embeddings with rank pooling, as "
+        "--embedding --pooling rank.",
+        json_schema_extra=cli("--rerank", "--reranking", env="LLAMA_ARG_RERANKING",
+                              group=PERF))
     embd_normalize: int = Field(
         2, ge=-1, le=1024, description="Default normalisation of embeddings: -1 none, 0 "
         "max-abs int16, 1 taxicab, 2 euclidean, >2 p-norm.",

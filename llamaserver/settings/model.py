@@ -66,10 +66,6 @@ class ModelSettings(Group):
         None, description="Accepted for compatibility and ignored: libllama applies an adapter "
         "to the loaded model.",
         json_schema_extra=cli("--lora-base", group=MODEL, metavar="FNAME"))
-    mmproj: Path | None = Field(
-        None, description="Multimodal projector file (LLaVA-style image input).",
-        json_schema_extra=cli("-mm", "--mmproj", env="LLAMA_ARG_MMPROJ", group=MODEL,
-                              metavar="MMPROJ_FILE"))
     system_prompt_file: Path | None = Field(
         None, description="JSON file {\"prompt\", \"anti_prompt\", \"assistant_name\"} (or a "
         "plain text file) with the system prompt shared by all slots.",

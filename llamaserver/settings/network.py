@@ -31,11 +31,12 @@ class NetworkSettings(Group):
         False, description="Let other processes bind the same port (SO_REUSEPORT).",
         json_schema_extra=cli("--reuse-port", env="LLAMA_ARG_REUSE_PORT", group=SERVER))
     path: Path | None = Field(
-        None, description="Directory of static files to serve at / (default: none).",
+        None, description="Directory of static files to serve at / instead of the built-in "
+        "web UI (/completion.js stays available).",
         json_schema_extra=cli("--path", env="LLAMA_ARG_STATIC_PATH", group=SERVER,
                               metavar="PATH"))
     webui: bool = Field(
-        True, description="Serve the web UI at / (when this build has one).",
+        True, description="Serve the web UI (or the --path folder) at /.",
         json_schema_extra=cli("--ui", "--webui", negative=("--no-ui", "--no-webui"),
                               env="LLAMA_ARG_UI", group=SERVER))
     api_prefix: str = Field(
@@ -148,9 +149,9 @@ class NetworkSettings(Group):
     def _server_files_exist(cls, value: Path | None) -> Path | None:
         return existing_file(value)
 
-    @field_validator("media_path")
+    @field_validator("media_path", "path")
     @classmethod
-    def _media_directory(cls, value: Path | None) -> Path | None:
+    def _existing_directories(cls, value: Path | None) -> Path | None:
         if value is not None and not Path(value).is_dir():
             raise ValueError(f"not a directory: {value}")
         return value

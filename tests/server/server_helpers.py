@@ -7,9 +7,11 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
@@ -107,6 +109,41 @@ def running_server(**settings: Any) -> Iterator[Running]:
         yield Running(server, running.url)
     finally:
         running.stop()
+
+
+@contextlib.contextmanager
+def upstream_server(args: Sequence[str], log_dir: Path) -> Iterator[httpx.Client]:
+    """Upstream's llama-server from the same build (``build_native.py --with-server``) with
+    ``args`` on a free port, one thread; a client for it once it is healthy."""
+    import llama_ffi
+
+    binary = Path(llama_ffi.__file__).parent / "_native" / "bin" / "llama-server"
+    assert binary.is_file(), "build it: python build_native.py --with-server"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(log_dir / "llama-server.log", "w")
+    proc = subprocess.Popen(
+        [str(binary), *args, "-t", "1", "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"llama-server exited {proc.returncode}, see {log.name}"
+            try:
+                if client.get("/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "llama-server did not become healthy"
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(30)
+        log.close()
 
 
 def error_of(response: httpx.Response, status: int, kind: str) -> dict[str, Any]:

@@ -115,3 +115,55 @@ def test_prompt_longer_than_the_context(client: httpx.Client) -> None:
     # the seed's /completion truncates instead
     seed = client.post("/completion", json={"prompt": words, "n_predict": 2}).json()
     assert seed["truncated"] and seed["tokens_evaluated"] < 1024
+
+
+def test_several_prompts_give_one_result_each(client: httpx.Client) -> None:
+    greedy = {"n_predict": 4, "temperature": 0, "cache_prompt": False}
+    prompts = ["The capital of France is", "One, two, three,"]
+
+    def alone(prompt) -> str:
+        return client.post("/completion", json={"prompt": prompt, **greedy}).json()["content"]
+
+    ids = client.post("/tokenize", json={"content": prompts[1], "add_special": True}).json()[
+        "tokens"]
+    several = client.post("/completion", json={"prompt": [prompts[0], ids,
+                                                          {"prompt_string": prompts[0]}],
+                                               **greedy}).json()
+    assert isinstance(several, list) and [r["index"] for r in several] == [0, 1, 2]
+    assert [r["content"] for r in several] == [alone(prompts[0]), alone(ids), alone(prompts[0])]
+    # an array with a token id at its top level is one mixed prompt, as before
+    mixed = client.post("/completion", json={"prompt": ["The capital", *ids[1:]], **greedy})
+    assert isinstance(mixed.json(), dict)
+    # streamed: interleaved events, each with its index, each prompt ends once
+    events = [e for e in sse_events(client.post("/completion", json={
+        "prompt": prompts, "stream": True, **greedy}).text)]
+    for i, prompt in enumerate(prompts):
+        mine = [e for e in events if e["index"] == i]
+        assert sum(e["stop"] for e in mine) == 1 and mine[-1]["stop"]
+        assert "".join(e["content"] for e in mine) == alone(prompt)
+    # n_cmpl: n completions per prompt
+    two = client.post("/completion", json={"prompt": prompts[0], "n_cmpl": 2, **greedy}).json()
+    assert len(two) == 2 and two[0]["content"] == two[1]["content"] == alone(prompts[0])
+
+
+def test_models_props_slots_and_metrics_carry_todays_fields(client: httpx.Client) -> None:
+    models = client.get("/v1/models").json()
+    entry = models["data"][0]
+    assert entry["aliases"] == [entry["id"]] and entry["tags"] == []
+    assert {"n_ctx", "ftype", "n_vocab", "n_params"} <= set(entry["meta"])
+    assert models["models"][0]["model"] == entry["id"]
+    props = client.get("/props").json()
+    settings = props["default_generation_settings"]
+    assert settings["params"]["temperature"] == settings["temperature"]  # today's and the seed's
+    assert settings["is_processing"] is False and "next_token" in settings
+    assert {"model_alias", "build_info", "modalities", "chat_template_caps", "total_slots",
+            "endpoint_slots", "model_ftype", "bos_token", "eos_token"} <= set(props)
+    slot = client.get("/slots").json()[0]
+    assert {"params", "speculative", "n_prompt_tokens", "n_prompt_tokens_cache",
+            "next_token", "id_task", "temperature"} <= set(slot)
+    metrics = client.get("/metrics")
+    assert int(metrics.headers["Process-Start-Time-Unix"]) > 0
+    for name in ("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total",
+                 "llamacpp:n_tokens_max", "llamacpp:spec_decode_num_drafts_total",
+                 "llamacpp:tokens_predicted_total", "llamacpp:n_busy_slots_per_decode"):
+        assert f"\n{name} " in metrics.text, name

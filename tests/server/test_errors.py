@@ -33,7 +33,12 @@ def test_deep_nesting(client: httpx.Client) -> None:
 @pytest.mark.parametrize("body", [
     {"prompt": 123},
     {"prompt": None},
-    {"prompt": [[1, 2]]},
+    {"prompt": [[1, 2.5]]},
+    {"prompt": [{"text": "no prompt_string"}]},
+    {"prompt": []},
+    {"prompt": ["a", []]},
+    {"prompt": {"prompt_string": 5}},
+    {"prompt": "x", "n_cmpl": 0},
     {"prompt": "x", "n_predict": "8"},
     {"prompt": "x", "n_predict": 1.5},
     {"prompt": "x", "n_predict": True},

@@ -221,11 +221,12 @@ def test_files_read_at_start_must_exist(field: str, tmp_path: Path) -> None:
 
 def test_every_group_validator_reaches_server_settings() -> None:
     # validators are found by method name: two groups using one name would lose one
-    from llamaserver.settings import (chat, context, hardware, logs, model, network, rope,
-                                      sampling, upstream)
+    from llamaserver.settings import (chat, context, hardware, logs, media, model, network,
+                                      rope, sampling, upstream)
 
     groups = [chat.ChatSettings, context.ContextSettings, hardware.HardwareSettings,
-              logs.LogSettings, model.ModelSettings, network.NetworkSettings,
+              logs.LogSettings, media.MediaSettings, model.ModelSettings,
+              network.NetworkSettings,
               rope.RopeSettings, sampling.SamplingSettings, upstream.UpstreamOnly]
     names = [name for group in groups for kind in ("field_validators", "model_validators")
              for name in getattr(group.__pydantic_decorators__, kind)]

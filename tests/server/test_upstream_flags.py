@@ -73,11 +73,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "keys.txt").write_text("# comment\nkey-1\n")
     (root / "media").mkdir()
     (root / "template.jinja").write_text("{{ messages }}")
+    (root / "mmproj.gguf").write_bytes(b"GGUF")  # parsing only checks that it exists
     for name in ("key.pem", "cert.pem"):
         (root / name).write_text("-----BEGIN-----\n")
     return {"--grammar-file": str(root / "grammar.gbnf"), "-jf": str(root / "schema.json"),
             "--api-key-file": str(root / "keys.txt"), "--media-path": str(root / "media"),
+            "--path": str(root / "media"),
             "--chat-template-file": str(root / "template.jinja"),
+            "--mmproj": str(root / "mmproj.gguf"),
             "--ssl-key-file": str(root / "key.pem"), "--ssl-cert-file": str(root / "cert.pem")}
 
 
@@ -214,7 +217,7 @@ def test_negative_environment_variable_switches_off() -> None:
     settings = parse_args([], environ=environ)
     assert settings.context_shift is False and settings.kv_unified is False
     assert settings.no_kv_offload is True  # LLAMA_ARG_KV_OFFLOAD names the opposite field
-    assert settings.not_applied == {"LLAMA_ARG_NO_MMPROJ_OFFLOAD": False}
+    assert settings.mmproj_offload is False and settings.not_applied == {}
 
 
 def test_underscores_in_long_flags_read_as_dashes() -> None:

@@ -6,54 +6,23 @@ Upstream's server comes from the same build (`python build_native.py --with-serv
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import PARALLEL
+from server_helpers import PARALLEL, upstream_server
 
-import llama_ffi
-
-LLAMA_SERVER = Path(llama_ffi.__file__).parent / "_native" / "bin" / "llama-server"
 PROMPTS = ["The capital of France is", "Here is a list of three fruits:", "def fibonacci(n):"]
 
 
 @pytest.fixture(scope="module")
 def upstream(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    assert LLAMA_SERVER.is_file(), "build it: python build_native.py --with-server"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("upstream") / "llama-server.log", "w")
-    proc = subprocess.Popen(
-        [str(LLAMA_SERVER), "-m", str(model_path), "-c", "4096", "-np", str(PARALLEL), "-t", "1",
-         "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"llama-server exited {proc.returncode}, see {log.name}"
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "llama-server did not become healthy"
-            time.sleep(0.1)
+    args = ["-m", str(model_path), "-c", "4096", "-np", str(PARALLEL)]
+    with upstream_server(args, tmp_path_factory.mktemp("upstream")) as client:
         # the first request pays one-time costs (graph reservation, page faults of the weights)
         client.post("/completion", json={"prompt": "Hi", "n_predict": 1})
         yield client
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(30)
-        log.close()
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
