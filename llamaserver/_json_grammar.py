@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["SchemaError", "schema_to_grammar", "JSON_GRAMMAR"]
+__all__ = ["SchemaError", "schema_to_grammar", "gbnf_literal", "JSON_GRAMMAR"]
 
 MAX_REPEAT = 10_000
 
@@ -61,21 +61,29 @@ _DEPENDENCIES = {
 }
 
 
-def _literal(text: str) -> str:
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     escaped = escaped.replace("\r", "\\r").replace("\t", "\\t")
     return f'"{escaped}"'
 
 
+# Compact JSON: at most one space where JSON allows whitespace, so that a model cannot spend
+# its token budget on indentation (a tool call cut short by max_tokens is no tool call).
+_COMPACT_WS = '| " "'
+
+
 class _Converter:
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, compact: bool = False) -> None:
         self.root = root
+        self.compact = compact
         self.rules: dict[str, str] = {}
         self.ref_rules: dict[str, str] = {}
 
     def use(self, name: str) -> str:
         if name not in self.rules:
-            self.rules[name] = _PRIMITIVES[name]
+            self.rules[name] = (_COMPACT_WS if name == "ws" and self.compact
+                                else _PRIMITIVES[name])
             for dep in _DEPENDENCIES.get(name, ()):
                 self.use(dep)
         return name
@@ -105,14 +113,14 @@ class _Converter:
             return self.ref(schema["$ref"])
         if "const" in schema:
             self.use("ws")
-            return self.add(hint, _literal(json.dumps(schema["const"], ensure_ascii=False))
+            return self.add(hint, gbnf_literal(json.dumps(schema["const"], ensure_ascii=False))
                             + " ws")
         if "enum" in schema:
             values = schema["enum"]
             if not isinstance(values, list) or not values:
                 raise SchemaError("'enum' must be a non-empty array")
             self.use("ws")
-            alts = " | ".join(_literal(json.dumps(v, ensure_ascii=False)) for v in values)
+            alts = " | ".join(gbnf_literal(json.dumps(v, ensure_ascii=False)) for v in values)
             return self.add(hint, f"({alts}) ws")
         for key in ("anyOf", "oneOf"):
             if key in schema:
@@ -194,7 +202,7 @@ class _Converter:
         for key, sub in props.items():
             value = self.visit(sub, f"{hint}-{key}")
             kv[key] = self.add(f"{hint}-{key}-kv",
-                               f'{_literal(json.dumps(key, ensure_ascii=False))} ws ":" ws '
+                               f'{gbnf_literal(json.dumps(key, ensure_ascii=False))} ws ":" ws '
                                f"{value}")
         ordered_req = [k for k in props if k in required]
         optional = [k for k in props if k not in required]
@@ -266,18 +274,23 @@ class _Converter:
         self.use("ws")
         return self.add(hint, f'"\\"" char{{{lo},{"" if hi is None else int(hi)}}} "\\"" ws')
 
-    def grammar(self) -> str:
+    def grammar(self, root: str) -> str:
         top = self.visit(self.root, "root-value")
         self.use("ws")
-        lines = [f"root ::= ws {top}"]
+        lines = [f"{root} ::= ws {top}"]
         lines += [f"{name} ::= {body}" for name, body in self.rules.items()]
         return "\n".join(lines) + "\n"
 
 
-def schema_to_grammar(schema: Any) -> str:
-    """GBNF for JSON text that matches ``schema`` (``{}`` or ``True``: any JSON value)."""
+def schema_to_grammar(schema: Any, *, root: str = "root", compact: bool = False) -> str:
+    """GBNF for JSON text that matches ``schema`` (``{}`` or ``True``: any JSON value).
+
+    ``root`` names the top rule (another name lets the rules be part of a larger grammar:
+    the others are named ``root-value...``, ``ref-...`` and JSON's primitives); ``compact``
+    allows at most one space between tokens.
+    """
     try:
-        return _Converter(schema).grammar()
+        return _Converter(schema, compact).grammar(root)
     except (TypeError, ValueError, KeyError) as exc:
         if isinstance(exc, SchemaError):
             raise

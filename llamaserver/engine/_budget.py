@@ -23,10 +23,12 @@ class BudgetTracker:
 
     def __init__(self, budget: TokenBudget) -> None:
         self._budget = budget
-        self._state = _WAITING if budget.start else _INSIDE
+        self._state = _WAITING
         self._count = 0
         self._text = ""        # recent output, enough to find a marker split over pieces
         self._forced: deque[int] = deque()
+        if not budget.start:
+            self._open()
 
     def next_forced(self) -> int:
         """The token to write instead of sampling, or -1 to sample."""
@@ -51,7 +53,7 @@ class BudgetTracker:
         if at >= 0:
             self._text = text[at + len(marker):][-len(budget.end):]
             if state == _WAITING:
-                self._state, self._count = _INSIDE, 0
+                self._open()
             else:
                 self._state = _DONE
             return
@@ -59,7 +61,16 @@ class BudgetTracker:
         if state == _INSIDE:
             self._count += 1
             if self._count >= budget.n:
-                self._state = _FORCING
-                self._forced.extend(budget.forced)
-                if not self._forced:
-                    self._state = _DONE
+                self._force()
+
+    def _open(self) -> None:
+        """The span begins; a budget of 0 tokens closes it before anything is sampled."""
+        self._state, self._count = _INSIDE, 0
+        if self._budget.n <= 0:
+            self._force()
+
+    def _force(self) -> None:
+        self._state = _FORCING
+        self._forced.extend(self._budget.forced)
+        if not self._forced:
+            self._state = _DONE

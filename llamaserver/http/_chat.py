@@ -1,33 +1,36 @@
 """OpenAI chat completions (POST /v1/chat/completions) and POST /apply-template.
 
 The conversation is rendered by the engine's ``ChatTemplate`` (llama_ffi's sandboxed Jinja)
-off the event loop, then generated like any prompt.
+off the event loop, then generated like any prompt; the answer is read into reasoning,
+content and tool calls by ``_chat_answer`` and shaped here as OpenAI's message and deltas.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
 from quart import Blueprint, Response, request
 
-from ..engine import Engine, FinalEvent, PreparedRequest, TokenEvent
+from ..engine import Engine, FinalEvent, PreparedRequest, TokenEvent, TokenProbs
 from .._json_grammar import JSON_GRAMMAR
-from ._body import ApiModel, JsonInt, read_json_object, validate
+from ._body import JsonInt, read_json_object, validate
+from ._chat_answer import CONTENT, REASONING, Answer, AnswerPlan, Part
+from ._chat_prompt import ChatDefaults, ChatTemplateOptions, render_chat
 from ._context import ApiContext, json_response
 from ._errors import invalid
 from ._llama_shapes import Pieces, timings
-from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, finish_reason, new_id, now,
-                      stream_choices, usage, verbose_view)
+from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, new_id, now, stream_choices,
+                      usage, verbose_view)
+from ._prompts import PromptInput
+from ._reasoning import ReasoningOptions, thinking_budget, with_thinking
 from ._resolve import grammar_of, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
-from ._chat_prompt import ChatTemplateOptions, render_chat
-from ._prompts import PromptInput
-from ._tools import ToolPlan, plan_tools
 
 
-class ChatRequest(OpenAIOptions, ChatTemplateOptions):
+class ChatRequest(OpenAIOptions, ChatTemplateOptions, ReasoningOptions):
     max_completion_tokens: JsonInt | None = Field(None, ge=-1, le=2**31 - 1)
     logprobs: bool = False
     top_logprobs: JsonInt | None = Field(None, ge=0, le=20)
@@ -65,23 +68,42 @@ def _response_format_grammar(opts: ChatRequest) -> str | None:
     raise invalid("'response_format.type' must be 'text', 'json_object' or 'json_schema'")
 
 
-def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest
-                 ) -> tuple[list[PreparedRequest], ToolPlan | None, str]:
-    """Tools, grammar, template and sampler chains of a chat request: the blocking part."""
-    plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
-    if plan is not None:
+@dataclass
+class PreparedChat:
+    """A chat request ready to submit: one prepared request per choice, and how to read
+    their answers."""
+
+    prepared: list[PreparedRequest]
+    answer: AnswerPlan
+
+
+def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest,
+                 defaults: ChatDefaults | None = None) -> PreparedChat:
+    """Tools, grammar, template, thinking budget and sampler chains of a chat request: the
+    blocking part.  ``defaults``: the server's chat settings (read from ``ctx.settings``)."""
+    if defaults is None:
+        defaults = ChatDefaults.from_settings(ctx.settings)
+    rendered = render_chat(engine, opts, ctx.media_policy, defaults)
+    tools = rendered.tools or rendered.native
+    if tools is not None:
         if opts.response_format or opts.grammar or opts.json_schema:
             raise invalid("tools cannot be combined with 'response_format', 'grammar' or "
                           "'json_schema'")
-        grammar = plan.grammar
+        grammar = rendered.tools.grammar if rendered.tools else rendered.native.grammar()
     else:
         grammar = _response_format_grammar(opts)
-    rendered = render_chat(engine, opts, ctx.media_policy, plan=plan,
-                           prefill_assistant=ctx.settings.prefill_assistant,
-                           variables=ctx.settings.template_kwargs())
+    if grammar is not None and not opts.grammar:  # a grammar of ours: room to think first
+        grammar = with_thinking(grammar, rendered.tags, rendered.opened)
+    budget = thinking_budget(
+        engine.vocab, rendered.tags, rendered.opened,
+        defaults.reasoning_budget if opts.reasoning_budget is None else opts.reasoning_budget,
+        defaults.reasoning_budget_message if opts.reasoning_budget_message is None
+        else opts.reasoning_budget_message)
     prompt = PromptInput(_strip_bos(engine, rendered.text), rendered.media)
-    prepared = resolve_choices(engine, ctx.defaults, opts, [prompt], opts.n, grammar=grammar)
-    return prepared, plan, rendered.prefill
+    prepared = resolve_choices(engine, ctx.defaults, opts, [prompt], opts.n, grammar=grammar,
+                               budget=budget)
+    return PreparedChat(prepared, AnswerPlan.of(
+        rendered, opts.reasoning_format or defaults.reasoning_format, defaults.parse_output))
 
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
@@ -92,19 +114,19 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             opts.max_tokens = opts.max_completion_tokens
         if opts.logprobs and not opts.n_probs:
             opts.n_probs = max(opts.top_logprobs or 0, 1)
-        prepared, plan, prefill = await ctx.run_blocking(prepare_chat, ctx, engine, opts)
-        sources = await open_all(ctx, prepared)
+        chat = await ctx.run_blocking(prepare_chat, ctx, engine, opts)
+        sources = await open_all(ctx, chat.prepared)
         head = {"id": new_id("chatcmpl"), "created": now(),
                 "model": opts.model or ctx.model_id, "system_fingerprint": ctx.fingerprint}
         if opts.stream:
-            return sse_response(_stream(ctx.pieces, sources, head, opts, plan, prefill))
+            return sse_response(_stream(ctx.pieces, sources, head, opts, chat.answer))
         outcomes = await drain_all(sources)
         choices = []
         for index, outcome in enumerate(outcomes):
-            message, finish = _message(outcome.final, plan, prefill)
+            answer = chat.answer.read(outcome.final)
             logprobs = chat_logprobs(ctx.pieces, outcome.probs) if opts.logprobs else None
-            choices.append({"index": index, "message": message, "logprobs": logprobs,
-                            "finish_reason": finish})
+            choices.append({"index": index, "message": _message(answer), "logprobs": logprobs,
+                            "finish_reason": answer.finish_reason})
         finals = [o.final for o in outcomes]
         return json_response({**head, "object": "chat.completion", "choices": choices,
                               "usage": usage(finals, opts.n),
@@ -122,55 +144,78 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         engine = ctx.ready_engine()
 
         def render() -> str:
-            plan = plan_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
-            return render_chat(engine, opts, ctx.media_policy, plan=plan,
-                               prefill_assistant=ctx.settings.prefill_assistant,
-                               variables=ctx.settings.template_kwargs()).text
+            return render_chat(engine, opts, ctx.media_policy,
+                               ChatDefaults.from_settings(ctx.settings)).text
 
         return json_response({"prompt": await ctx.run_blocking(render)})
 
 
-def _message(final: FinalEvent, plan: ToolPlan | None, prefill: str = ""
-             ) -> tuple[dict[str, Any], str]:
-    """The assistant message and finish_reason of one choice (a continued message's text
-    starts the content, as upstream's generation prompt does)."""
-    if plan is None:
-        return {"role": "assistant", "content": prefill + final.content}, finish_reason(final)
-    content, calls = plan.read(final.content)
-    if calls:
-        return {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
-    return {"role": "assistant", "content": content}, finish_reason(final)
+def _message(answer: Answer) -> dict[str, Any]:
+    """The assistant message of one choice: reasoning and tool calls only when there are
+    some (a continued message's text starts the content, as upstream's generation prompt
+    does)."""
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+    if answer.reasoning is not None:
+        message["reasoning_content"] = answer.reasoning
+    if answer.tool_calls:
+        message["tool_calls"] = answer.tool_calls
+    return message
+
+
+class _Deltas:
+    """One streamed choice as OpenAI chunks: each call gets the next index, and the logprobs
+    of tokens whose text is held back go out with the next chunk."""
+
+    def __init__(self, index: int, pieces: Pieces, logprobs: bool) -> None:
+        self.index = index
+        self._pieces = pieces
+        self._logprobs = logprobs
+        self._calls = 0
+        self._pending: list[TokenProbs] = []
+
+    def chunks(self, parts: list[Part], probs: list[TokenProbs] | None = None,
+               finish: str | None = None) -> list[dict[str, Any]]:
+        if self._logprobs and probs:
+            self._pending += probs
+        out = []
+        for kind, value in parts:
+            if kind == CONTENT:
+                delta: dict[str, Any] = {"content": value}
+            elif kind == REASONING:
+                delta = {"reasoning_content": value}
+            else:
+                delta = {"tool_calls": [{"index": self._calls, **value}]}
+                self._calls += 1
+            out.append(self._chunk(delta))
+        if finish is not None:
+            out.append(self._chunk({}, finish))
+        return out
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        logprobs = None
+        if self._pending:
+            logprobs, self._pending = chat_logprobs(self._pieces, self._pending), []
+        return {"index": self.index, "delta": delta, "logprobs": logprobs,
+                "finish_reason": finish}
 
 
 def _stream(pieces: Pieces, sources: list[Any], head: dict[str, Any], opts: ChatRequest,
-            plan: ToolPlan | None, prefill: str) -> AsyncIterator[bytes]:
+            plan: AnswerPlan) -> AsyncIterator[bytes]:
+    readers = [plan.reader() for _ in sources]
+    deltas = [_Deltas(index, pieces, opts.logprobs) for index in range(len(sources))]
+
     def choice(index: int, event: TokenEvent | FinalEvent) -> ChoiceChunks:
-        if plan is not None:
-            # The JSON answer is read whole: nothing goes out until it is complete.
-            if not isinstance(event, FinalEvent):
-                return None
-            message, finish = _message(event, plan)
-            if "tool_calls" in message:
-                delta = {"tool_calls": [{"index": k, **call}
-                                        for k, call in enumerate(message["tool_calls"])]}
-            else:
-                delta = {"content": message["content"]}
-            return [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None},
-                    {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}]
         if isinstance(event, FinalEvent):
-            return {"index": index, "delta": {}, "logprobs": None,
-                    "finish_reason": finish_reason(event)}
-        logprobs = chat_logprobs(pieces, event.probs or []) if opts.logprobs else None
-        return {"index": index, "delta": {"content": event.text}, "logprobs": logprobs,
-                "finish_reason": None}
+            parts, answer = readers[index].finish(event)
+            return deltas[index].chunks(parts, finish=answer.finish_reason)
+        return deltas[index].chunks(readers[index].feed(event.text), event.probs) or None
 
     def start(index: int) -> dict[str, Any]:
         return {"index": index, "delta": {"role": "assistant", "content": ""},
                 "logprobs": None, "finish_reason": None}
 
     opening = [start(index) for index in range(len(sources))]
-    if prefill and plan is None:
-        opening += [{**start(index), "delta": {"content": prefill}}
-                    for index in range(len(sources))]
+    for reader, choice_deltas in zip(readers, deltas):
+        opening += choice_deltas.chunks(reader.start())
     return stream_choices(sources, {**head, "object": "chat.completion.chunk"}, opts,
                           opening, choice, start)

@@ -1,16 +1,19 @@
-"""A chat conversation as a prompt: content parts, the tool note, and continuations.
+"""A chat conversation as a prompt: content parts, tools, thinking, and continuations.
 
 The conversation is rendered by the engine's ``ChatTemplate`` (llama_ffi's sandboxed Jinja),
 in the server's worker pool.  As in today's llama-server, a conversation that ends with an
 assistant message is continued, not answered (``--no-prefill-assistant`` turns that off), and
 ``continue_final_message`` asks for it explicitly; the continued text is the start of the
-answer.
+answer.  Tools go to a template that has a tool-call format of its own (``_tool_formats``) as
+its ``tools`` variable, otherwise into a system note (``_tools``); the template's thinking
+tags and ``enable_thinking`` come from ``_reasoning``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -18,12 +21,42 @@ from ..engine import Engine
 from ._body import ApiModel
 from ._errors import invalid, not_supported
 from ._media import MediaPolicy, decode_base64, load_url, require_projector
-from ._tools import ToolPlan, messages_for_tools
+from ._reasoning import ReasoningFormat, ThinkTags, opens_thinking, template_variables, think_tags
+from ._tool_formats import NativeTools, native_history, tool_format
+from ._tools import ToolPlan, check_tools, generic_plan, messages_for_tools
+
+if TYPE_CHECKING:
+    from ..settings import ServerSettings
+
+
+@dataclass(frozen=True)
+class ChatDefaults:
+    """The server-wide chat settings, with upstream's defaults (one mapping from settings)."""
+
+    template_kwargs: Mapping[str, Any] = field(default_factory=dict)  # -rea on/off included
+    prefill_assistant: bool = True
+    reasoning_format: ReasoningFormat = "auto"
+    reasoning_budget: int = -1
+    reasoning_budget_message: str = ""
+    parse_output: bool = True   # off: --skip-chat-parsing, everything is content
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> ChatDefaults:
+        return cls(template_kwargs=settings.template_kwargs(),
+                   prefill_assistant=settings.prefill_assistant,
+                   reasoning_format=settings.reasoning_format,
+                   reasoning_budget=settings.reasoning_budget,
+                   reasoning_budget_message=settings.reasoning_budget_message or "",
+                   parse_output=not settings.skip_chat_parsing)
 
 
 class ChatMessage(ApiModel):
     role: str
     content: str | list[dict[str, Any]] | None = None
+    reasoning_content: str | None = None   # an earlier turn's thinking, for the template
+    tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 class ChatTemplateOptions(ApiModel):
@@ -36,6 +69,7 @@ class ChatTemplateOptions(ApiModel):
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool = True
     continue_final_message: bool | str | None = None
+    reasoning_effort: str | None = None   # "none": no thinking; a level goes to the template
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,10 @@ class ChatPrompt:
     text: str      # the rendered prompt, continued text included
     prefill: str   # the assistant text the answer continues ("" when it starts afresh)
     media: list[bytes] = field(default_factory=list)  # for the text's media markers, in order
+    tags: ThinkTags | None = None      # the template's thinking tags
+    opened: bool = False               # the generation prompt opened a thinking block
+    tools: ToolPlan | None = None      # tools in the generic JSON form
+    native: NativeTools | None = None  # tools in the template's own format
 
 
 class _Media:
@@ -118,20 +156,32 @@ def _continues(opts: ChatTemplateOptions, prefill_assistant: bool) -> bool:
     return continues
 
 
-def render_chat(engine: Engine, opts: ChatTemplateOptions, policy: MediaPolicy, *,
-                plan: ToolPlan | None = None, prefill_assistant: bool = True,
-                variables: dict[str, Any] | None = None) -> ChatPrompt:
-    """``variables`` are the server's template variables (--chat-template-kwargs, --reasoning);
-    the request's ``chat_template_kwargs`` win over them.  Media parts are loaded here
-    (blocking)."""
+def render_chat(engine: Engine, opts: ChatTemplateOptions, policy: MediaPolicy,
+                defaults: ChatDefaults | None = None) -> ChatPrompt:
+    """The prompt of a chat request (blocking: templates run and media parts are loaded
+    here).  ``defaults`` are the server's chat settings; the request's
+    ``chat_template_kwargs`` win over the server's template variables."""
+    defaults = defaults if defaults is not None else ChatDefaults()
     template = engine.chat_template
+    source = "" if template.is_builtin else template.source  # built-ins render no tools
+    tags = think_tags(source)
+    choice = check_tools(opts.tools, opts.tool_choice, opts.parallel_tool_calls)
+    fmt = tool_format(source)
+    native = NativeTools(fmt, choice) if fmt is not None and choice is not None else None
+    plan = generic_plan(choice) if choice is not None and native is None else None
     media = _Media(engine, policy)
     flat = [_flatten_content(m, media, f"messages.{i}") for i, m in enumerate(opts.messages)]
-    continues = _continues(opts, prefill_assistant)
+    continues = _continues(opts, defaults.prefill_assistant)
     prefill = flat.pop()["content"] if continues else ""
     if plan is not None:  # the tools go in as a system note, not through the template
         flat = messages_for_tools(flat, plan)
+    elif fmt is not None:  # earlier calls in the template's shapes, with or without tools now
+        flat = native_history(flat)
     # chat_template_kwargs as data, not as keywords: a reserved name is a TemplateError (400)
+    variables = template_variables(defaults.template_kwargs, opts.chat_template_kwargs,
+                                   opts.reasoning_effort, thinks=tags is not None)
     text = template.render(flat, add_generation_prompt=continues or opts.add_generation_prompt,
-                           variables={**(variables or {}), **(opts.chat_template_kwargs or {})})
-    return ChatPrompt(text + prefill, prefill, media.items)
+                           tools=native.template_tools if native is not None else None,
+                           variables=variables)
+    return ChatPrompt(text + prefill, prefill, media.items, tags=tags,
+                      opened=opens_thinking(tags, text), tools=plan, native=native)

@@ -17,7 +17,7 @@ from typing import Any
 
 from llama_ffi import InvalidTokenError, SamplerParams
 
-from ..engine import Engine, GenerationRequest, PreparedRequest, SystemPrompt
+from ..engine import Engine, GenerationRequest, PreparedRequest, SystemPrompt, TokenBudget
 from ..settings import ServerSettings
 from .._json_grammar import SchemaError, schema_to_grammar
 from ._errors import invalid
@@ -84,12 +84,14 @@ def grammar_of(opts: GenerationOptions, schema: Any = None) -> str | None:
 def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
             prompt: str | Sequence[int | str], *, media: Sequence[bytes] = (),
             add_special: bool = True, parse_special: bool = True, grammar: str | None = None,
-            seed: int | None = None, truncate: bool = True) -> PreparedRequest:
+            seed: int | None = None, truncate: bool = True,
+            budget: TokenBudget | None = None) -> PreparedRequest:
     """The prepared engine request for one prompt (blocking: run it in the worker pool).
 
     ``media`` are the encoded images/audio for the media markers of a text ``prompt``;
     ``grammar`` is the GBNF already derived from the request (see :func:`grammar_of`);
-    ``seed`` overrides the request's (``n`` > 1 gives each choice its own).  Raises
+    ``seed`` overrides the request's (``n`` > 1 gives each choice its own); ``budget`` bounds
+    a span of the output (a chat's thinking).  Raises
     ``ApiError`` 400/501 for bad options, ``EngineError`` for what the engine refuses.
     """
     vocab = engine.vocab
@@ -112,7 +114,7 @@ def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
     try:
         return engine.prepare(_request(engine, defaults, opts, prompt, tokens, bos_added,
                                        grammar=grammar, seed=seed, truncate=truncate,
-                                       media=pieces, owner=owner))
+                                       media=pieces, owner=owner, budget=budget))
     except BaseException:
         if owner is not None:
             owner.close()
@@ -122,7 +124,7 @@ def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
 def _request(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
              prompt: str | Sequence[int | str], tokens: list[int], bos_added: bool, *,
              grammar: str | None, seed: int | None, truncate: bool, media: Any,
-             owner: Any) -> GenerationRequest:
+             owner: Any, budget: TokenBudget | None) -> GenerationRequest:
     request = GenerationRequest(
         tokens=tokens, bos_added=bos_added, media=media, media_owner=owner,
         sampling=sampler_params(opts, engine, defaults, grammar=grammar, seed=seed),
@@ -133,6 +135,7 @@ def _request(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
                    if s),
         system_prompt=system_prompt_of(opts, engine),
         truncate=truncate,
+        budget=budget,
         prompt_text=prompt if isinstance(prompt, str) else engine.vocab.detokenize(tokens),
     )
     if opts.id_slot is not None:
@@ -150,7 +153,8 @@ def _request(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
 def resolve_choices(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
                     prompts: Sequence[PromptInput], n: int, *,
                     grammar: str | None, truncate: bool = False,
-                    add_special: bool = True) -> list[PreparedRequest]:
+                    add_special: bool = True,
+                    budget: TokenBudget | None = None) -> list[PreparedRequest]:
     """``n`` prepared requests per prompt, each choice with its own seed (blocking); all or
     none.  OpenAI's endpoints answer a prompt too long for a slot with today's
     ``exceed_context_size_error`` rather than the seed's truncation."""
@@ -162,7 +166,8 @@ def resolve_choices(engine: Engine, defaults: RequestDefaults, opts: GenerationO
                 seed = base_seed if base_seed == RANDOM_SEED else (base_seed + j) & RANDOM_SEED
                 prepared.append(resolve(engine, defaults, opts, prompt.value,
                                         media=prompt.media, grammar=grammar, seed=seed,
-                                        truncate=truncate, add_special=add_special))
+                                        truncate=truncate, add_special=add_special,
+                                        budget=budget))
     except BaseException:
         for p in prepared:
             p.close()

@@ -4,20 +4,26 @@ With ``tools`` (and ``tool_choice`` other than "none"), the conversation gets a 
 lists the tools, and the answer is constrained by a grammar to one JSON object: either
 ``{"tool_call": {"name", "arguments"}}`` (``"tool_calls": [...]`` when ``parallel_tool_calls``)
 or, when the model may also answer in words (``tool_choice`` "auto"), ``{"response": "..."}``.
-The object is then turned into OpenAI's ``tool_calls`` or plain ``content``.  Model-specific
-native formats (Hermes' ``<tool_call>``, Llama 3.1's, ...) are not parsed: the grammar makes
-every model answer in this one form.
+The object is then turned into OpenAI's ``tool_calls`` or plain ``content``.  This is the form
+of models whose chat template declares no tool-call format of its own; those that do
+(Hermes' ``<tool_call>``, Llama 3.x's JSON, Mistral's ``[TOOL_CALLS]``) are asked and read in
+their own (``_tool_formats``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from .._json_grammar import SchemaError, schema_to_grammar
 from ._errors import invalid
+
+
+def new_call_id() -> str:
+    return "call_" + secrets.token_hex(12)
 
 
 @dataclass(frozen=True)
@@ -30,12 +36,14 @@ class ToolPlan:
     grammar: str
     note: str                     # the system note that describes the tools and the format
 
-    def read(self, text: str) -> tuple[str | None, list[dict[str, Any]]]:
-        """(content, tool_calls) from the model's JSON answer; unreadable (cut short) -> as text."""
+    def read(self, text: str, cut: bool = False) -> tuple[str | None, list[dict[str, Any]]]:
+        """(content, tool_calls) from the model's JSON answer.  An answer cut short by the
+        token limit gives the part of its ``response`` text that came (no content when it
+        was a call), never the JSON around it; other unreadable answers are kept as text."""
         try:
             answer = json.loads(text)
         except ValueError:
-            return text, []
+            return (_partial_response(text) if cut else text), []
         if not isinstance(answer, dict):
             return text, []
         if "response" in answer and isinstance(answer["response"], str):
@@ -49,15 +57,25 @@ class ToolPlan:
         for call in calls:
             if not isinstance(call, dict) or not isinstance(call.get("name"), str):
                 return text, []
-            out.append({"id": "call_" + secrets.token_hex(12), "type": "function",
+            out.append({"id": new_call_id(), "type": "function",
                         "function": {"name": call["name"],
                                      "arguments": json.dumps(call.get("arguments", {}),
                                                              ensure_ascii=False)}})
         return None, out
 
 
-def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan | None:
-    """Validate ``tools``/``tool_choice`` (400s) and build the plan; None when no tool may be called."""
+@dataclass(frozen=True)
+class ToolChoice:
+    """The validated ``tools`` and ``tool_choice`` of a request that may call a tool."""
+
+    tools: list[dict[str, Any]]    # every function: {"name", "description", "parameters"}
+    chosen: list[dict[str, Any]]   # those the model may call now
+    required: bool                 # a tool must be called (tool_choice "required" or a name)
+    parallel: bool
+
+
+def check_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolChoice | None:
+    """Validate ``tools``/``tool_choice`` (400s); None when no tool may be called."""
     if not tools:
         if tool_choice not in (None, "none", "auto"):
             raise invalid("'tool_choice' needs 'tools'")
@@ -95,7 +113,13 @@ def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan 
     else:
         raise invalid("'tool_choice' must be \"none\", \"auto\", \"required\" or "
                       "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+    return ToolChoice(functions, chosen, required, bool(parallel))
 
+
+def call_schema(chosen: list[dict[str, Any]], arguments_key: str = "arguments"
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON schema of one call ``{"name": ..., arguments_key: {...}}`` of a chosen tool,
+    and the ``$defs``/``definitions`` it refers to, which belong at the schema's root."""
     # Each tool's "$defs"/"definitions" move to the root, where its "#/$defs/..." refs resolve.
     shared: dict[str, dict[str, Any]] = {}
     arguments = []
@@ -112,10 +136,48 @@ def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan 
                     raise invalid(f"tools define {key}/{name} differently; rename one of them")
         arguments.append(params)
     call = {"anyOf": [{"type": "object", "properties": {"name": {"const": f["name"]},
-                                                         "arguments": args},
-                       "required": ["name", "arguments"], "additionalProperties": False}
+                                                         arguments_key: args},
+                       "required": ["name", arguments_key], "additionalProperties": False}
                       for f, args in zip(chosen, arguments)]}
-    parallel = bool(parallel)
+    return call, shared
+
+
+def tools_grammar(schema: dict[str, Any], root: str = "root") -> str:
+    """Compact GBNF for a schema made of :func:`call_schema` (400 when it is not usable)."""
+    try:
+        return schema_to_grammar(schema, root=root, compact=True)
+    except SchemaError as exc:
+        raise invalid(f"a tool's parameters are not a usable JSON schema: {exc}") from None
+
+
+_RESPONSE_START = re.compile(r'\s*\{\s*"response"\s*:\s*"')
+
+
+def _partial_response(text: str) -> str | None:
+    """The text of a ``{"response": "...`` answer that was cut short, or None."""
+    start = _RESPONSE_START.match(text)
+    if start is None:
+        return None
+    rest = text[start.end():]
+    for cut in range(min(len(rest), 12) + 1):  # a cut escape (\u00) is up to 6 characters
+        try:
+            value = json.loads('"' + rest[:len(rest) - cut] + '"')
+        except ValueError:
+            continue
+        return value if isinstance(value, str) else None
+    return None
+
+
+def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan | None:
+    """Validate ``tools``/``tool_choice`` (400s) and build the plan; None when no tool may be called."""
+    choice = check_tools(tools, tool_choice, parallel)
+    return generic_plan(choice) if choice is not None else None
+
+
+def generic_plan(choice: ToolChoice) -> ToolPlan:
+    """The system note and the grammar of the generic JSON form."""
+    chosen, required, parallel = choice.chosen, choice.required, choice.parallel
+    call, shared = call_schema(chosen)
     calls = ({"type": "object", "properties": {"tool_calls": {"type": "array", "items": call,
                                                               "minItems": 1}},
               "required": ["tool_calls"], "additionalProperties": False} if parallel else
@@ -124,12 +186,8 @@ def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan 
     schema = calls if required else {"anyOf": [calls, {
         "type": "object", "properties": {"response": {"type": "string"}},
         "required": ["response"], "additionalProperties": False}]}
-    schema = {**schema, **shared}
-    try:
-        grammar = schema_to_grammar(schema)
-    except SchemaError as exc:
-        raise invalid(f"a tool's parameters are not a usable JSON schema: {exc}") from None
-    return ToolPlan(functions, required, parallel, grammar, _note(chosen, required, parallel))
+    grammar = tools_grammar({**schema, **shared})
+    return ToolPlan(choice.tools, required, parallel, grammar, _note(chosen, required, parallel))
 
 
 def _note(functions: list[dict[str, Any]], required: bool, parallel: bool) -> str:
@@ -152,13 +210,8 @@ def messages_for_tools(messages: list[dict[str, Any]], plan: ToolPlan) -> list[d
         message = dict(message)
         calls = message.pop("tool_calls", None)
         if message.get("role") == "assistant" and calls:
-            named = []
-            for call in calls if isinstance(calls, list) else [None]:
-                fn = call.get("function") if isinstance(call, dict) else None
-                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                    raise invalid("an assistant message's tool_calls must be "
-                                  "[{\"function\": {\"name\": ..., \"arguments\": ...}}]")
-                named.append({"name": fn["name"], "arguments": _arguments(fn.get("arguments"))})
+            named = [{"name": name, "arguments": arguments}
+                     for _, name, arguments in history_calls(calls)]
             body = {"tool_calls": named} if plan.parallel or len(named) > 1 else {"tool_call": named[0]}
             message["content"] = json.dumps(body, ensure_ascii=False)
         elif message.get("role") == "tool":
@@ -170,6 +223,19 @@ def messages_for_tools(messages: list[dict[str, Any]], plan: ToolPlan) -> list[d
         out[0] = {**out[0], "content": f"{out[0].get('content', '')}\n\n{plan.note}".lstrip()}
     else:
         out.insert(0, {"role": "system", "content": plan.note})
+    return out
+
+
+def history_calls(calls: Any) -> list[tuple[Any, str, Any]]:
+    """(id, name, arguments) of an assistant message's ``tool_calls`` (400 when malformed);
+    arguments sent as a JSON string are parsed (a string that is no JSON stays a string)."""
+    out = []
+    for call in calls if isinstance(calls, list) else [None]:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise invalid("an assistant message's tool_calls must be "
+                          "[{\"function\": {\"name\": ..., \"arguments\": ...}}]")
+        out.append((call.get("id"), fn["name"], _arguments(fn.get("arguments"))))
     return out
 
 

@@ -427,3 +427,13 @@ async def test_token_budget_forces_the_end_of_a_span(engine):
                                         budget=late)).result()
     assert opened.tokens[:8] == free.tokens[:8]
     assert opened.tokens[8:8 + len(forced)] == list(forced)
+    # a budget of 0 writes the closing tokens before anything is sampled, at once or at start
+    at_once = await engine.submit(greedy("Let me think about llamas.", 8, ignore_eos=True,
+                                         budget=TokenBudget(end="</think>", n=0,
+                                                            forced=forced))).result()
+    assert at_once.tokens[:len(forced)] == list(forced)
+    zero_late = TokenBudget(start=start, end="</think>", n=0, forced=forced)
+    closed = await engine.submit(greedy("Let me think about llamas.", 12, ignore_eos=True,
+                                        budget=zero_late)).result()
+    assert closed.tokens[:6] == free.tokens[:6]
+    assert closed.tokens[6:6 + len(forced)] == list(forced)
