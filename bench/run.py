@@ -27,6 +27,7 @@ import httpx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import scenario_bench  # noqa: E402
 from load import run_load  # noqa: E402
 from servers import Running, ServerSpec, llama_cpp_python, ours, upstream  # noqa: E402
 
@@ -123,12 +124,22 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--with-llama-cpp-python", action="store_true")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--scenario-repeats", type=int, default=2,
+                   help="repeats of the multi-turn and input-grounded scenarios (0: skip them)")
+    p.add_argument("--only-scenarios", action="store_true",
+                   help="skip the plain load levels; run only the scenarios")
     p.add_argument("--output", default=str(HERE / "RESULTS.md"))
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.requests_per_client, args.startups = 1, 2, 1
+        args.scenario_repeats = min(args.scenario_repeats, 1)
+    if args.only_scenarios:
+        args.repeats = args.startups = 0
+        levels_arg = ""
+    else:
+        levels_arg = args.levels
     model = args.model or default_model()
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = [int(x) for x in levels_arg.split(",") if x]
     specs = [ours(model, args.ctx_size, args.parallel, args.threads),
              upstream(model, args.ctx_size, args.parallel, args.threads)]
     if args.with_llama_cpp_python:
@@ -146,7 +157,7 @@ def main(argv=None) -> int:
     # flipping every time, so that drift of this shared machine hits them alike and each
     # repeat gives a paired ratio.
     with contextlib.ExitStack() as stack:
-        for side in sides:
+        for side in sides if levels else ():
             side.running = stack.enter_context(Running(side.spec))
             asyncio.run(run_load(side.running.url, 1, 2, args.n_predict, protocol=side.spec.protocol,
                                  ban=side.ban))  # warm caches and allocators
@@ -162,6 +173,10 @@ def main(argv=None) -> int:
                 print(f"[repeat {rep + 1}/{args.repeats}] {level} clients: " + ", ".join(line),
                       file=sys.stderr, flush=True)
     report = render(args, model, levels, {side.name: side for side in sides})
+    if args.scenario_repeats > 0:
+        multi = scenario_bench.measure_multi_turn(model, args.threads, args.scenario_repeats)
+        grounded = scenario_bench.measure_grounded(model, args.threads, args.scenario_repeats)
+        report += "\n".join(scenario_bench.render(multi, grounded, args.scenario_repeats)) + "\n"
     findings = HERE / "FINDINGS.md"
     if findings.exists() and pathlib.Path(args.output).resolve() == (HERE / "RESULTS.md").resolve():
         report += "\n" + findings.read_text()

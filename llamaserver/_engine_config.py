@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import EngineConfig
-from .engine.config import SpecConfig
+from .engine.config import DraftModelConfig, SpecConfig
 from .settings import ServerSettings
 
 __all__ = ["ConfigError", "engine_config"]
@@ -57,8 +57,8 @@ def engine_config(settings: ServerSettings, model: Path | None = None,
         yarn_attn_factor=_model_default(s.yarn_attn_factor),
         yarn_beta_fast=_model_default(s.yarn_beta_fast),
         yarn_beta_slow=_model_default(s.yarn_beta_slow),
-        speculative=(SpecConfig(n_max=s.spec_draft_n_max, n_min=max(1, s.spec_draft_n_min))
-                     if s.ngram_speculation and s.spec_draft_n_max > 0 else None),
+        cache_ram_mib=s.cache_ram,
+        speculative=_speculative(s),
         queue_size=s.queue_size, cont_batching=s.cont_batching, context_shift=s.context_shift,
         grp_attn_n=s.grp_attn_n, grp_attn_w=s.grp_attn_w,
         # --reranking is --embedding --pooling rank, as in llama-server
@@ -69,6 +69,21 @@ def engine_config(settings: ServerSettings, model: Path | None = None,
         system_prompt=text, user_name=user, assistant_name=assistant,
         slot_save_path=s.slot_save_path,
     )
+
+
+def _speculative(s: ServerSettings) -> SpecConfig | None:
+    draft = None
+    if s.draft_speculation:
+        assert s.model_draft is not None
+        draft = DraftModelConfig(model=Path(s.model_draft), n_gpu_layers=s.n_gpu_layers_draft,
+                                 threads=s.threads_draft or s.threads,
+                                 threads_batch=s.threads_batch_draft or s.threads_draft
+                                 or s.threads_batch or s.threads,
+                                 p_min=s.spec_draft_p_min)
+    if (draft is None and not s.ngram_speculation) or s.spec_draft_n_max == 0:
+        return None
+    return SpecConfig(n_max=s.spec_draft_n_max, n_min=max(1, s.spec_draft_n_min),
+                      ngram=s.ngram_speculation, draft_model=draft)
 
 
 def _model_default(value: float) -> float | None:

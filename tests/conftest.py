@@ -222,3 +222,12 @@ def write_reranker(vocab_dir: Path):
 def reranker_path(tmp_path_factory: pytest.TempPathFactory, write_reranker) -> Path:
     """The default tiny reranker (one score, no rerank template), written once."""
     return write_reranker(tmp_path_factory.mktemp("reranker") / "reranker-test.gguf")
+
+
+@pytest.fixture(scope="session")
+def draft_model_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """A tiny random-weight llama with the default model's vocabulary (tests/tiny_llama.py):
+    a draft model that guesses badly."""
+    from tiny_llama import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("draft") / "draft-test.gguf", model_path)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import EngineError, InvalidRequest, PromptTooLong, Unsupported
 from ._generation import Generation
+from ._draft_model import ModelDrafter
 from ._speculative import NgramDrafter
 from ._job import EmbeddingJob, Job, SystemPromptUpdate
 from ._prompt import fit_prompt, user_prompt
@@ -103,7 +104,7 @@ class Admission:
     def _apply_system_prompt(self, prompt: SystemPrompt, item: Waiting) -> bool:
         w = self._w
         try:
-            n = w.shared.apply(prompt, [slot.cache for slot in w.slots], w.batch, w.lora)
+            n = w.shared.apply(prompt, w.batch, w.lora)
         except Exception as exc:  # this request's system prompt, not the engine
             error = request_error(exc, "the system prompt could not be applied")
             if isinstance(item, SystemPromptUpdate):
@@ -132,14 +133,13 @@ class Admission:
         # least recently used, whose cache is the least likely wanted.
         use_cache = job.request.cache_prompt and not w.self_extend
         full = self._full_prompt(job) if use_cache else []
-        version = w.shared.version
         best: Slot | None = None
         best_key: tuple[int, int, float] | None = None
         last = len(slots) - 1
         for slot in slots:
             if slot.state != IDLE:
                 continue
-            lcp = slot.cache.reusable(full, version, job.lora) if use_cache else 0
+            lcp = slot.cache.reusable(full, job.lora) if use_cache else 0
             if lcp * 10 <= len(full):
                 lcp = 0
             i = slot.id
@@ -181,7 +181,7 @@ class Admission:
         # its positions end, so such prompts start afresh.
         mrope = bool(media) and w.projector is not None and w.projector.uses_mrope
         n_reuse = slot.cache.prepare(
-            full, shared=w.shared, lora=job.lora, reset=w.self_extend or mrope,
+            full, lora=job.lora, reset=w.self_extend or mrope, n_shared=n_sys,
             use_cache=req.cache_prompt and not w.self_extend,
             spans=[(o, o + p.n_tokens) for o, p in media.items()])
         chain = job.chain
@@ -196,7 +196,10 @@ class Admission:
                          truncated=truncated)
         spec = w.config.speculative
         if spec is not None and req.speculative and not w.self_extend:
-            gen.drafter = NgramDrafter(full, spec)
+            if w.draft_model is not None and not media:
+                gen.drafter = ModelDrafter(slot.seq, full, spec)
+            elif spec.ngram:
+                gen.drafter = NgramDrafter(full, spec)
         # a context shift would cut through media pieces
         slot.begin(job, gen, full, n_reuse, n_sys, n_keep,
                    can_shift=w.can_shift and req.n_predict >= 0 and not media, media=media)

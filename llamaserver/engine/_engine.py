@@ -128,15 +128,15 @@ class Engine:
             n_slots=self.n_slots, n_ctx_slot=loaded.n_ctx_slot, n_batch=loaded.ctx.n_batch,
             queue_size=c.queue_size, cont_batching=c.cont_batching,
             context_shift=c.context_shift, ga_n=loaded.ga_n, ga_w=c.grp_attn_w,
-            speculative=c.speculative),
+            speculative=c.speculative,
+            cache_ram_bytes=c.cache_ram_mib << 20 if c.cache_ram_mib > 0 else c.cache_ram_mib),
             server_scales=lambda: tuple(self._lora_scales))
         self._worker = worker
         if c.system_prompt:
             prompt = t.SystemPrompt.from_text(loaded.model.vocab, c.system_prompt, c.user_name,
                                             c.assistant_name)
             # the thread has not started: applying it here is safe
-            worker.shared.apply(prompt, [s.cache for s in worker.slots], worker.batch,
-                                worker.lora)
+            worker.shared.apply(prompt, worker.batch, worker.lora)
             self._system_prompt = prompt
 
     # ------------------------------------------------------------------ what was loaded
@@ -350,10 +350,15 @@ class Engine:
             return None
         kv = worker.kv_tokens()
         cells = loaded.ctx.n_ctx
+        prefix = worker.prefix
         return worker.metrics.snapshot(
             requests_processing=worker.n_busy, requests_deferred=worker.n_waiting,
             kv_cache_tokens=kv, kv_cache_usage_ratio=kv / cells if cells else 0.0,
-            n_ctx=self.n_ctx, n_slots=self.n_slots)
+            n_ctx=self.n_ctx, n_slots=self.n_slots,
+            prompt_cache_hits=prefix.hits if prefix else 0,
+            prompt_cache_tokens_reused=prefix.tokens_reused if prefix else 0,
+            prompt_cache_host_bytes=prefix.host_bytes if prefix else 0,
+            prompt_cache_host_entries=prefix.host_entries if prefix else 0)
 
     # ------------------------------------------------------------------ slot files
 
@@ -403,7 +408,7 @@ class Engine:
         def run(slot) -> t.SlotRestored:  # type: ignore[no-untyped-def]
             t0 = time.perf_counter()
             try:
-                n = slot.cache.restore(path, slot.n_ctx, worker.shared.version)
+                n = slot.cache.restore(path, slot.n_ctx)
             except (LlamaError, ValueError) as exc:
                 raise InvalidRequest(f"unable to restore the slot: {exc}") from None
             return t.SlotRestored(id_slot, filename, n, path.stat().st_size,

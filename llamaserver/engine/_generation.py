@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from llama_ffi import StopMatcher, TokenDecoder, TokenProbs
 
 from ._budget import BudgetTracker
-from ._speculative import NgramDrafter
 from .types import FinalEvent, PromptProgress, Timings, TokenEvent
 
 if TYPE_CHECKING:
+    from ._draft_model import ModelDrafter
+    from ._speculative import NgramDrafter
     from llama_ffi import Context, SamplerChain, Vocab
 
     from ._job import Job
@@ -54,7 +55,7 @@ class Generation:
         self.timings_per_token = req.timings_per_token
         self.return_progress = req.return_progress
         self.budget = BudgetTracker(req.budget) if req.budget is not None else None
-        self.drafter: NgramDrafter | None = None  # set by the slot when it speculates
+        self.drafter: NgramDrafter | ModelDrafter | None = None  # set by the slot when it speculates
         self.draft_n = self.draft_accepted = 0
         self.eog = eog
         self._send = send

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .config import EngineConfig
 
 if TYPE_CHECKING:
+    from ._draft_model import DraftModel
     from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model, Projector, RerankPrompt
 
 __all__ = ["Loaded", "load"]
@@ -28,10 +29,11 @@ class Loaded:
     n_ctx_slot: int
     ga_n: int   # self-extend factor in effect (1 when the cache cannot shift)
     projector: Projector | None = None
+    draft: DraftModel | None = None
 
     def close(self) -> None:
         """Users before what they use: the model closes its contexts and adapters last."""
-        for owner in (self.embedder, self.ctx, self.projector, self.model):
+        for owner in (self.draft, self.embedder, self.ctx, self.projector, self.model):
             if owner is not None:
                 owner.close()
 
@@ -71,12 +73,25 @@ def load(config: EngineConfig) -> Loaded:
         projector = _projector(model, c) if c.mmproj is not None else None
         if projector is not None:
             made.insert(0, projector)
+        draft = _draft_model(model, c, n_ctx_slot)
+        if draft is not None:
+            made.insert(0, draft)
     except BaseException:
         for owner in made:
             owner.close()
         raise
     return Loaded(model, ctx, loras, embedder, rerank_prompt, template, n_ctx_slot, ga_n,
-                  projector)
+                  projector, draft)
+
+
+def _draft_model(model: Model, c: EngineConfig, n_ctx_slot: int) -> DraftModel | None:
+    spec = c.speculative
+    if spec is None or spec.draft_model is None:
+        return None
+    from ._draft_model import DraftModel
+
+    return DraftModel(model, spec.draft_model, c.n_slots, n_ctx_slot,
+                      n_batch=max(c.n_batch, c.n_slots), flash_attn=c.flash_attn)
 
 
 def _context(model: Model, c: EngineConfig) -> Context:

@@ -61,6 +61,11 @@ class EngineMetrics:
     kv_cache_usage_ratio: float
     n_ctx: int
     n_slots: int
+    # the prefix cache across slots and host memory
+    prompt_cache_hits: int
+    prompt_cache_tokens_reused: int
+    prompt_cache_host_bytes: int
+    prompt_cache_host_entries: int
 
 
 class Metrics:

@@ -4,7 +4,8 @@ Only this object changes a sequence's cells (removing, shifting, compressing, sa
 restoring them), so its invariant lives in one place: ``tokens`` are the tokens whose KV
 entries the sequence holds, in position order, and ``tokens[:n_valid]`` is exactly what
 evaluating them from scratch would give (a context shift makes the rest approximate, so it is
-not offered for reuse).
+not offered for reuse).  It tells the engine's :class:`~._prefix_cache.PrefixCache` which of
+its cells other slots may copy, as they change.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._prefix_cache import MIN_GAIN
 from ._prompt import common_prefix
 
 if TYPE_CHECKING:
     from llama_ffi import Context
 
-    from ._shared import SharedPrefix
+    from ._prefix_cache import PrefixCache
 
 __all__ = ["SequenceCache"]
 
@@ -28,16 +30,17 @@ _log = logging.getLogger("llamaserver.engine")
 
 
 class SequenceCache:
-    __slots__ = ("ctx", "seq", "tokens", "n_valid", "sys_version", "lora", "pos", "ga_i",
-                 "shifted", "valid_limit", "t_last_used")
+    __slots__ = ("ctx", "seq", "index", "tokens", "n_valid", "lora", "pos", "ga_i",
+                 "shifted", "valid_limit", "t_last_used", "hits", "reused")
 
-    def __init__(self, ctx: Context, seq: int) -> None:
+    def __init__(self, ctx: Context, seq: int, index: PrefixCache | None) -> None:
         self.ctx = ctx
         self.seq = seq
+        self.index = index               # None: nothing is shared (self-extend)
         self.tokens: list[int] = []
         self.n_valid = 0
-        self.sys_version = -1            # the shared prefix it was built on
         self.lora: tuple[float, ...] = ()  # the LoRA scales its KV was computed with
+        self.hits = self.reused = 0      # prefixes taken from elsewhere, and their tokens
         self.pos = 0                     # next position (below len(tokens) under self-extend)
         self.ga_i = 0                    # self-extend: start of the window still uncompressed
         self.shifted = False
@@ -49,51 +52,79 @@ class SequenceCache:
 
     # ------------------------------------------------------------------ reuse
 
-    def reusable(self, prompt: list[int], sys_version: int, lora: tuple[float, ...]) -> int:
+    def reusable(self, prompt: list[int], lora: tuple[float, ...]) -> int:
         """How much of ``prompt`` this sequence could serve without evaluating it again."""
-        if not self.n_valid or self.sys_version != sys_version or self.lora != lora:
+        if not self.n_valid or self.lora != lora:
             return 0
         cache = self.tokens if self.n_valid == len(self.tokens) else self.tokens[:self.n_valid]
         return common_prefix(cache, prompt)
 
-    def prepare(self, prompt: list[int], *, shared: SharedPrefix, lora: tuple[float, ...],
-                use_cache: bool, reset: bool, spans: Sequence[tuple[int, int]] = ()) -> int:
+    def prepare(self, prompt: list[int], *, lora: tuple[float, ...], use_cache: bool,
+                n_shared: int, reset: bool, spans: Sequence[tuple[int, int]] = ()) -> int:
         """Make the sequence hold the longest reusable prefix of ``prompt``; returns its length.
 
-        Every prompt starts with the ``shared`` prefix (the system prompt); a sequence built on
-        another one, or with other LoRA scales, is rebuilt from it.  ``reset`` forces a rebuild
-        (self-extend compresses positions in place); without ``use_cache`` only the shared
-        prefix is reused.  ``spans`` are the prompt's media pieces (start, end): reuse never
-        ends inside one (a piece is decoded whole).
+        The prefix comes from its own cells, or from wherever the prefix cache holds more of
+        it (another sequence, host memory); cells about to be overwritten go to host memory
+        first.  Without ``use_cache`` only the first ``n_shared`` tokens (the shared system
+        prompt) are reused; ``reset`` reuses nothing (self-extend compresses positions in
+        place).  ``spans`` are the prompt's media pieces (start, end): reuse never ends
+        inside one (a piece is decoded whole).
         """
-        if reset or self.sys_version != shared.version or self.lora != lora:
+        limit = len(prompt) - 1  # the last prompt token must be evaluated to get logits
+        if not use_cache:
+            limit = min(limit, n_shared)
+        for start, end in spans:
+            if start < limit < end:
+                limit = start
+        own = 0 if reset else min(self.reusable(prompt, lora), limit)
+        index = self.index
+        if index is not None and not reset:
+            n, source = index.best(prompt, lora, limit, exclude=self)
+            # a copy replaces the sequence's cells: worth it for a real gain, or for all it needs
+            if source is not None and n > own and (n - own >= MIN_GAIN or n == limit):
+                index.save(self)
+                self.clear()
+                self.lora = lora
+                try:
+                    index.transfer(source, self, n)
+                except Exception as exc:  # a state that does not load: evaluate instead
+                    _log.warning("sequence %d: prefix not restored: %s", self.seq, exc)
+                    self.clear()
+                return self._keep(len(self.tokens), lora, len(prompt))
+        if self.lora != lora or reset:
+            if index is not None:
+                index.save(self)
             self.clear()
             self.lora = lora
-            shared.copy_into(self)
-            self.sys_version = shared.version
-        limit = self.n_valid if use_cache else min(self.n_valid, shared.n_tokens)
-        cache = self.tokens if limit == len(self.tokens) else self.tokens[:limit]
-        n_reuse = common_prefix(cache, prompt)
-        if n_reuse >= len(prompt):  # the last prompt token must be evaluated to get logits
-            n_reuse = len(prompt) - 1
-        for start, end in spans:
-            if start < n_reuse < end:
-                n_reuse = start
-        if n_reuse < len(self.tokens):
-            self.ctx.seq_rm(self.seq, n_reuse, -1)
-            del self.tokens[n_reuse:]
-        self.n_valid = n_reuse
-        self.pos = n_reuse
+            own = 0
+        elif own < self.n_valid and index is not None:
+            index.save(self)
+        return self._keep(own, lora, len(prompt))
+
+    def _keep(self, n: int, lora: tuple[float, ...], n_prompt: int) -> int:
+        """Drop every cell after the first ``n``: the reused prefix of an ``n_prompt``-token
+        prompt, evaluated next."""
+        if n < len(self.tokens):
+            self.ctx.seq_rm(self.seq, n, -1)
+            del self.tokens[n:]
+        self.lora = lora
+        self.n_valid = n
+        self.pos = n
         self.ga_i = 0
         self.shifted = False
-        self.valid_limit = len(prompt)
-        return n_reuse
+        self.valid_limit = n_prompt
+        self.publish(n)
+        return n
 
-    def copy_from(self, src_seq: int, tokens: tuple[int, ...] | list[int]) -> None:
-        """Fill the (empty) sequence with the cells of ``src_seq``, which holds ``tokens``."""
-        self.ctx.seq_cp(src_seq, self.seq, -1, -1)  # separate KV streams: the cells are copied
+    def adopt(self, tokens: tuple[int, ...] | list[int]) -> None:
+        """The emptied sequence was filled with ``tokens``' cells from elsewhere."""
         self.tokens.extend(tokens)
         self.n_valid = self.pos = len(self.tokens)
+
+    def publish(self, n: int) -> None:
+        """Offer the first ``n`` cells to other slots (they hold exactly ``tokens[:n]``)."""
+        if self.index is not None and self.pos == len(self.tokens):
+            self.index.publish(self, n)
 
     # ------------------------------------------------------------------ growth
 
@@ -136,6 +167,8 @@ class SequenceCache:
         self.pos -= n_discard
         self.shifted = True
         self.valid_limit = min(self.valid_limit, n_keep)
+        if self.index is not None:  # the shifted cells are no prefix of anything any more
+            self.index.publish(self, min(self.valid_limit, len(self.tokens)))
         _log.debug("sequence %d: context shift, kept %d, discarded %d", self.seq, n_keep,
                    n_discard)
         return True
@@ -160,6 +193,7 @@ class SequenceCache:
         self.n_valid = (min(self.valid_limit, len(self.tokens)) if self.shifted
                         else len(self.tokens))
         self.t_last_used = time.monotonic()
+        self.publish(self.n_valid)
 
     def clear(self) -> None:
         """Remove every cell of the sequence."""
@@ -167,7 +201,8 @@ class SequenceCache:
         self.tokens.clear()
         self.n_valid = 0
         self.pos = 0
-        self.sys_version = -1
+        if self.index is not None:
+            self.index.withdraw(self)
 
     def save(self, path: Path) -> tuple[int, int]:
         """Write the cells and their tokens to ``path``: (tokens saved, bytes written)."""
@@ -175,7 +210,7 @@ class SequenceCache:
         tokens = list(self.tokens)
         return len(tokens), self.ctx.state_seq_save_file(path, self.seq, tokens)
 
-    def restore(self, path: Path, n_ctx: int, sys_version: int) -> int:
+    def restore(self, path: Path, n_ctx: int) -> int:
         """Replace the cells with those saved in ``path``; returns the tokens restored.
 
         ``LlamaError`` for a file libllama cannot load, ``ValueError`` when it does not fit
@@ -192,5 +227,5 @@ class SequenceCache:
             raise
         self.tokens.extend(tokens)
         self.n_valid = self.pos = len(tokens)
-        self.sys_version = sys_version
+        self.publish(len(tokens))
         return len(tokens)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from ._generation import Generation
     from ._job import Job
+    from ._prefix_cache import PrefixCache
     from .types import MediaPiece
 
 __all__ = ["Slot", "IDLE", "PROMPT", "GENERATING"]
@@ -26,11 +27,11 @@ class Slot:
                  "i_prompt", "i_batch", "n_sys", "n_keep", "can_shift", "sampled", "media",
                  "next_media", "draft")
 
-    def __init__(self, id: int, ctx: Context, n_ctx: int) -> None:
+    def __init__(self, id: int, ctx: Context, n_ctx: int, index: PrefixCache | None) -> None:
         self.id = id
         self.seq = id
         self.n_ctx = n_ctx
-        self.cache = SequenceCache(ctx, id)   # lives across requests
+        self.cache = SequenceCache(ctx, id, index)   # lives across requests
         self.state = IDLE
         self.job: Job | None = None
         self.gen: Generation | None = None
@@ -142,4 +143,5 @@ class Slot:
             stopped_eos=gen.stopped_eos if gen is not None else False,
             stopped_limit=gen.stopped_limit if gen is not None else False,
             stopped_word=gen.stopped_word if gen is not None else False,
-            stopping_word=gen.stopping_word if gen is not None else "")
+            stopping_word=gen.stopping_word if gen is not None else "",
+            prompt_cache_hits=self.cache.hits, prompt_cache_tokens_reused=self.cache.reused)

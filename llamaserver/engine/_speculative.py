@@ -14,6 +14,7 @@ draft only decides how many of those samples one decode can feed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,7 +23,18 @@ if TYPE_CHECKING:
     from ._metrics import Metrics
     from ._slot import Slot
 
-__all__ = ["SpecConfig", "NgramDrafter", "draft_room", "verify"]
+__all__ = ["SpecConfig", "DraftModelConfig", "NgramDrafter", "draft_room", "verify"]
+
+
+@dataclass(frozen=True)
+class DraftModelConfig:
+    """A small model with the target's vocabulary that drafts (``-md``)."""
+
+    model: Path
+    n_gpu_layers: int = 0
+    threads: int | None = None
+    threads_batch: int | None = None
+    p_min: float = 0.0       # its draft stops at a token it gives less than this probability
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,8 @@ class SpecConfig:
     n_min: int = 1           # fewer found than this: no draft
     lookup_max: int = 8      # longest n-gram looked up (the longest match wins)
     lookup_min: int = 2
+    ngram: bool = True       # n-gram drafting (for requests the draft model cannot serve)
+    draft_model: DraftModelConfig | None = None
 
 
 class NgramDrafter:

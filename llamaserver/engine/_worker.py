@@ -34,10 +34,12 @@ from ._errors import EngineError, InvalidRequest, NotReady, Overloaded
 from ._job import EmbeddingJob, Job, SystemPromptUpdate
 from ._lora import LoraTurns
 from ._metrics import Metrics
+from ._prefix_cache import PrefixCache
 from ._pump import Delivery
 from ._shared import SharedPrefix
 from ._slot import GENERATING, IDLE, PROMPT, Slot
-from ._speculative import SpecConfig, draft_room, verify
+from ._speculative import SpecConfig, verify
+from ._step_batch import fill_batch
 from ._threadname import name_os_thread
 from .types import Embedding, FinalEvent, MediaPiece
 
@@ -63,6 +65,7 @@ class WorkerConfig:
     ga_n: int
     ga_w: int
     speculative: SpecConfig | None = None
+    cache_ram_bytes: int = 8192 << 20   # host memory of the prefix cache (0: none, < 0: unbounded)
 
 
 class Worker:
@@ -75,12 +78,17 @@ class Worker:
         self.vocab = loaded.model.vocab
         self.embedder = loaded.embedder
         self.projector = loaded.projector
+        self.draft_model = loaded.draft
         self.config = config
         self.metrics = Metrics()
-        self.slots = [Slot(i, ctx, config.n_ctx_slot) for i in range(config.n_slots)]
-        self.shared = SharedPrefix(ctx, config.n_slots, config.n_ctx_slot, config.n_batch)
-        self.lora = LoraTurns(ctx, loaded.loras, server_scales)
         self.self_extend = config.ga_n > 1
+        # self-extend compresses positions in place: its cells are nobody else's prefix
+        self.prefix = None if self.self_extend else PrefixCache(ctx, config.cache_ram_bytes)
+        self.slots = [Slot(i, ctx, config.n_ctx_slot, self.prefix)
+                      for i in range(config.n_slots)]
+        self.shared = SharedPrefix(ctx, config.n_slots, config.n_ctx_slot, config.n_batch,
+                                   self.prefix)
+        self.lora = LoraTurns(ctx, loaded.loras, server_scales)
         self.can_shift = config.context_shift and ctx.memory_can_shift and not self.self_extend
         self.eog = frozenset(self.vocab.eog_tokens)
         self.batch = Batch(max(config.n_batch, config.n_slots))
@@ -143,7 +151,7 @@ class Worker:
 
     def kv_tokens(self) -> int:
         """KV cells in use: the shared prefix's sequence plus every slot's (own copies)."""
-        return self.shared.n_tokens + sum(len(s.cache) for s in self.slots)
+        return len(self.shared.cache) + sum(len(s.cache) for s in self.slots)
 
     # ------------------------------------------------------------------ the thread
 
@@ -222,7 +230,7 @@ class Worker:
                 self._flush()
                 return
 
-        n_gen, n_prompt = self._fill_batch()
+        n_gen, n_prompt = fill_batch(self)
         if n_gen + n_prompt == 0:
             if self.active:  # cannot happen; never spin on slots that make no progress
                 _log.error("no slot could add a token to the batch; failing them")
@@ -260,6 +268,7 @@ class Worker:
             if slot.state == PROMPT:
                 slot.state = GENERATING
                 more = gen.prompt_done()
+                slot.cache.publish(len(slot.prompt))  # other slots may copy it now
                 gen.progress(slot.i_prompt)
                 self.metrics.on_prompt_done(gen.n_prompt_eval,
                                             gen.t_prompt_end - gen.t_prompt_start, gen.n_cached)
@@ -309,75 +318,6 @@ class Worker:
             self._after_decode(slot)
         else:
             slot.gen.progress(slot.i_prompt)
-
-    # ------------------------------------------------------------------ batch building
-
-    def _fill_batch(self) -> tuple[int, int]:
-        """One token per generating slot plus prompt chunks, in sequence order.
-
-        Order matters for speed: with a KV stream per sequence, libllama puts only runs of
-        consecutive sequence ids into one micro-batch, so a batch in any other order is
-        computed as several graphs (measured: 16 slots in shuffled order took 1.7x as long).
-        """
-        lora = self.lora
-        if not lora:
-            return self._fill_batch_with(())
-        tried: set[tuple[float, ...]] = set()
-        while True:
-            scales = lora.choose((slot.lora for slot in self.active), tried)
-            n_gen, n_prompt = self._fill_batch_with(scales)
-            tried.add(scales)
-            # Nothing to run with these scales (their slots just hit the context limit):
-            # give the step to other scales rather than declare it stuck.
-            if n_gen + n_prompt or all(slot.lora in tried for slot in self.active):
-                lora.apply(scales)
-                return n_gen, n_prompt
-
-    def _fill_batch_with(self, lora: tuple[float, ...]) -> tuple[int, int]:
-        batch = self.batch
-        batch.clear()
-        add = batch.add
-        n_ctx = self.config.n_ctx_slot
-        self_extend = self.self_extend
-        ga_n, ga_w = self.config.ga_n, self.config.ga_w
-        n_generating = sum(1 for slot in self.active
-                           if slot.state == GENERATING and slot.lora == lora)
-        prompts_allowed = self.config.cont_batching or n_generating == 0
-        budget = self.config.n_batch - n_generating
-        n_gen = n_prompt = 0
-        for slot in list(self.active):  # kept sorted by sequence id
-            if slot.lora != lora:
-                continue
-            if slot.state == GENERATING:
-                cache = slot.cache
-                if len(cache) + 1 >= n_ctx and not slot.shift_context():
-                    assert slot.gen is not None
-                    slot.gen.hit_context_limit()
-                    self.finish(slot)
-                    continue
-                if self_extend:
-                    cache.compress(ga_n, ga_w)
-                tok = slot.sampled
-                slot.i_batch = add(tok, cache.push(tok), slot.seq, True)
-                n_gen += 1
-                drafter = slot.gen.drafter  # type: ignore[union-attr]
-                if drafter is not None:
-                    draft = drafter.draft(draft_room(slot, budget))
-                    for d in draft:
-                        add(d, cache.push(d), slot.seq, True)
-                    slot.draft = draft
-                    n_gen += len(draft)
-                    budget -= len(draft)
-            elif slot.state == PROMPT and prompts_allowed and budget > 0:
-                if self_extend:
-                    # keep raw positions within one group window of the compressed ones
-                    slot.cache.compress(ga_n, ga_w)
-                    taken = slot.feed_prompt(batch, min(budget, ga_w))
-                else:
-                    taken = slot.feed_prompt(batch, budget)
-                budget -= taken
-                n_prompt += taken
-        return n_gen, n_prompt
 
     # ------------------------------------------------------------------ request ends
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._speculative import SpecConfig
+from ._speculative import DraftModelConfig, SpecConfig
 
-__all__ = ["EngineConfig", "SpecConfig"]
+__all__ = ["EngineConfig", "SpecConfig", "DraftModelConfig"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class EngineConfig:
     yarn_attn_factor: float | None = None
     yarn_beta_fast: float | None = None
     yarn_beta_slow: float | None = None
+    # host memory (MiB) for prompt prefixes a slot is about to overwrite; 0: none, -1: no bound
+    cache_ram_mib: int = 8192
     # speculative decoding from n-grams of the prompt and the text so far; None: off
     speculative: SpecConfig | None = None
     # scheduling

@@ -196,6 +196,8 @@ class SlotInfo:
     stopped_limit: bool
     stopped_word: bool
     stopping_word: str
+    prompt_cache_hits: int = 0        # prompts that took a prefix from elsewhere into it
+    prompt_cache_tokens_reused: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,8 @@ def slot_entry(info: SlotInfo, settings: dict[str, Any]) -> dict[str, Any]:
         "n_prompt_tokens": info.n_prompt_tokens,
         "n_prompt_tokens_processed": info.n_prompt_tokens_processed,
         "n_prompt_tokens_cache": info.n_prompt_tokens_cache,
+        "prompt_cache": {"hits": info.prompt_cache_hits,
+                         "tokens_reused": info.prompt_cache_tokens_reused},
         "next_token": {
             "has_next_token": info.is_processing,
             "has_new_line": False,

@@ -64,7 +64,17 @@ def props(ctx: ApiContext) -> dict[str, Any]:
         "endpoint_metrics": s.endpoint_metrics,
         "build_info": ctx.build_info,
         "is_sleeping": False,
+        "prompt_cache": prompt_cache(engine),
     }
+
+
+def prompt_cache(engine: Engine) -> dict[str, Any]:
+    """The cache across slots and host memory: hits, tokens reused, memory used."""
+    m = engine.metrics()
+    if m is None:
+        return {}
+    return {"hits": m.prompt_cache_hits, "tokens_reused": m.prompt_cache_tokens_reused,
+            "host_bytes": m.prompt_cache_host_bytes, "host_entries": m.prompt_cache_host_entries}
 
 
 def modalities(engine: Engine) -> dict[str, bool]:

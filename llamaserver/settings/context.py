@@ -101,6 +101,12 @@ class ContextSettings(Group):
         "prompt prefix.",
         json_schema_extra=cli("--cache-prompt", negative=("--no-cache-prompt",),
                               env="LLAMA_ARG_CACHE_PROMPT", group=PERF))
+    cache_ram: int = Field(
+        8192, ge=-1, le=2**31 - 1, description="Host memory (MiB) for prompt prefixes a slot "
+        "is about to overwrite, brought back into any slot that needs them (0: off, -1: no "
+        "limit).",
+        json_schema_extra=cli("-cram", "--cache-ram", env="LLAMA_ARG_CACHE_RAM", group=PERF,
+                              metavar="N"))
     cache_reuse: int = Field(
         0, ge=0, le=2**31 - 1, description="Smallest chunk of a cached prompt worth reusing "
         "by shifting it in the KV cache (0 = off; needs cache_prompt).",

@@ -28,6 +28,21 @@ class SpeculativeSettings(BaseModel):
         None, description="A small model with the same vocabulary that drafts tokens.",
         json_schema_extra=cli("--spec-draft-model", "-md", "--model-draft",
                               env="LLAMA_ARG_SPEC_DRAFT_MODEL", group=PERF, metavar="FNAME"))
+    n_gpu_layers_draft: int = Field(
+        0, ge=-1, le=2**31 - 1, description="Layers of the draft model on the GPU (-1, 'all' "
+        "or 'auto': all of them).",
+        json_schema_extra=cli("--spec-draft-ngl", "-ngld", "--gpu-layers-draft",
+                              "--n-gpu-layers-draft", env="LLAMA_ARG_N_GPU_LAYERS_DRAFT",
+                              group=PERF, metavar="N"))
+    threads_draft: int | None = Field(
+        None, ge=1, le=1024, description="Threads of the draft model (default: --threads).",
+        json_schema_extra=cli("--spec-draft-threads", "-td", "--threads-draft", group=PERF,
+                              metavar="N"))
+    threads_batch_draft: int | None = Field(
+        None, ge=1, le=1024, description="Threads of the draft model for catching up on a "
+        "prompt (default: --threads-draft).",
+        json_schema_extra=cli("--spec-draft-threads-batch", "-tbd", "--threads-batch-draft",
+                              group=PERF, metavar="N"))
     spec_draft_n_max: int = Field(
         16, ge=0, le=1024, description="Most draft tokens checked in one step.",
         json_schema_extra=cli("--spec-draft-n-max", env="LLAMA_ARG_SPEC_DRAFT_N_MAX",
@@ -53,6 +68,18 @@ class SpeculativeSettings(BaseModel):
                 raise ValueError(f"unknown type {unknown[0]!r}; known: {', '.join(known)}")
         return names
 
+    @field_validator("n_gpu_layers_draft", mode="before")
+    @classmethod
+    def _draft_all_layers(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("all", "auto"):
+            return -1
+        return value
+
+    @field_validator("threads_draft", "threads_batch_draft", mode="before")
+    @classmethod
+    def _draft_default_threads(cls, value: Any) -> Any:
+        return None if value in (-1, "-1") else value
+
     @field_validator("model_draft")
     @classmethod
     def _draft_exists(cls, value: Path | None) -> Path | None:
@@ -61,3 +88,12 @@ class SpeculativeSettings(BaseModel):
     @property
     def ngram_speculation(self) -> bool:
         return any(t in NGRAM_TYPES for t in self.spec_type)
+
+    @property
+    def draft_speculation(self) -> bool:
+        """A draft model drafts: given one, unless --spec-type names only n-gram drafting
+        (or none)."""
+        if self.model_draft is None:
+            return False
+        types = [t for t in self.spec_type if t != "none"]
+        return not types or any(t in DRAFT_TYPES for t in types)

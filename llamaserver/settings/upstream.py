@@ -11,8 +11,8 @@ row below, so that a llama-server command line always parses.  A row is one of:
 ``REFUSED``  ignoring it would change the answers in a way the user must know: the command
              stops with one ``llamaserver: error:`` line.
 
-A row's ``inert`` values ask for what this server does anyway (``--cache-ram 0``: no RAM
-cache), so they are accepted without a word.  The command line stores what it saw in
+A row's ``inert`` values ask for what this server does anyway (``--no-mmproj``: no
+projector unless one is given), so they are accepted without a word.  The command line stores what it saw in
 ``ServerSettings.not_applied``; :func:`check` and :func:`warnings` read it.
 """
 
@@ -88,13 +88,9 @@ ROWS: tuple[Row, ...] = (
     *_rows(PENDING, "speculative decoding",
            ("--spec-draft-hf -hfd -hfrd --hf-repo-draft", "REPO",
             _env("LLAMA_ARG_SPEC_DRAFT_HF_REPO")),
-           ("--spec-draft-ngl -ngld --gpu-layers-draft --n-gpu-layers-draft", "N",
-            _env("LLAMA_ARG_N_GPU_LAYERS_DRAFT")),
            ("--spec-draft-device -devd --device-draft", "DEVICES"),
            ("--spec-draft-p-split --draft-p-split", "P",
             _env("LLAMA_ARG_SPEC_DRAFT_P_SPLIT", **_FLOAT)),
-           ("--spec-draft-threads -td --threads-draft", "N", _INT),
-           ("--spec-draft-threads-batch -tbd --threads-batch-draft", "N", _INT),
            ("--spec-draft-cpu-mask -Cd --cpu-mask-draft", "M"),
            ("--spec-draft-cpu-range -Crd --cpu-range-draft", "lo-hi"),
            ("--spec-draft-cpu-strict --cpu-strict-draft", "0|1", _INT),
@@ -140,7 +136,6 @@ ROWS: tuple[Row, ...] = (
             _env("LLAMA_ARG_VIDEO_TIMESTAMP_INTERVAL", **_INT)),
            ("--video-ffmpeg-dir", "DIR", _env("LLAMA_ARG_VIDEO_FFMPEG_DIR"))),
     *_rows(PENDING, "RAM prompt cache",
-           ("-cram --cache-ram", "N", _env("LLAMA_ARG_CACHE_RAM", inert=(0,), **_INT)),
            ("--cache-idle-slots", None, _env("LLAMA_ARG_CACHE_IDLE_SLOTS",
                                              negative=("--no-cache-idle-slots",), **_OFF))),
     *_rows(PENDING, "a per-slot limit of a unified KV cache",

@@ -81,7 +81,7 @@ def test_a_llama_server_command_line_starts(tmp_path: Path) -> None:
             "--offline", "--tags", "chat,fim,small", "--no-jinja", "--jinja", "--cache-ram", "0",
             "-fa", "on", "--reasoning-format", "deepseek",
             # flags whose capability comes later, and one that means nothing here
-            "--spec-type", "ngram-mod", "--models-max", "4", "-td", "2", "--cpu-mask", "ff",
+            "--spec-type", "ngram-mod", "--models-max", "4", "--prio-draft", "2", "--cpu-mask", "ff",
             "--host", f"127.0.0.1,{tmp_path / 'llama.sock'}", "--port", "0"]
     proc = subprocess.Popen([sys.executable, "-m", "llamaserver", *argv], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -109,7 +109,7 @@ def test_a_llama_server_command_line_starts(tmp_path: Path) -> None:
     warnings = [line for line in err.splitlines() if line.startswith("llamaserver: warning:")]
     assert warnings == [
         "llamaserver: warning: --models-max is accepted but not applied yet (router mode)",
-        "llamaserver: warning: -td is accepted but not applied yet (speculative decoding)"]
+        "llamaserver: warning: --prio-draft is accepted but not applied yet (speculative decoding)"]
     assert "Traceback" not in err and "cpu-mask" not in err  # notes go to the debug log
 
 

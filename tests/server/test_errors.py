@@ -109,9 +109,10 @@ def test_unsupported_schema(client: httpx.Client) -> None:
         "type": "string", "pattern": "^a+$"}}), 400, BAD)
 
 
-def test_image_data_is_not_supported(client: httpx.Client) -> None:
-    error_of(client.post("/completion", json={"prompt": "[img-1] x", "image_data": [
-        {"data": "aGVsbG8=", "id": 1}]}), 501, "not_supported_error")
+def test_image_data_needs_a_projector(client: httpx.Client) -> None:
+    error = error_of(client.post("/completion", json={"prompt": "[img-1] x", "image_data": [
+        {"data": "aGVsbG8=", "id": 1}]}), 400, BAD)
+    assert "--mmproj" in error["message"]
 
 
 def test_tokenize_errors(client: httpx.Client) -> None:

@@ -46,6 +46,8 @@ def test_adapters_scales_and_requests(lora_url: str) -> None:
     base = complete(lora_url, id_slot=0)
     adapted = complete(lora_url, id_slot=0, lora=[{"id": 0, "scale": 1.0}])
     assert adapted != base
+    # nor may another slot take the adapted cells through the shared prompt cache
+    assert complete(lora_url, id_slot=1) == base
     # the slot's cache was computed with the adapter: it must not serve the plain request
     assert complete(lora_url, id_slot=0) == base
     assert complete(lora_url, lora=[{"id": 1, "scale": 1.0}]) == base  # B = 0 changes nothing

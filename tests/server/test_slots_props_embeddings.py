@@ -38,6 +38,24 @@ def test_slot_save_restore_erase(client: httpx.Client, slot_dir: Path) -> None:
     assert again["tokens_cached"] >= saved["n_saved"] - 1
 
 
+def test_prompt_cache_hits_show_in_slots_metrics_and_props(client: httpx.Client) -> None:
+    history = "A long shared history that another slot computed first. " * 12
+    client.post("/completion", json={"prompt": history + "One", "n_predict": 1, "id_slot": 0})
+    before = client.get("/props").json()["prompt_cache"]
+    again = client.post("/completion", json={"prompt": history + "Two", "n_predict": 1,
+                                             "id_slot": 1}).json()
+    assert again["tokens_cached"] > 100 and again["timings"]["prompt_n"] < 10
+    after = client.get("/props").json()["prompt_cache"]
+    assert after["hits"] == before["hits"] + 1
+    assert after["tokens_reused"] - before["tokens_reused"] == again["tokens_cached"]
+    slot = client.get("/slots").json()[1]["prompt_cache"]
+    assert slot["hits"] >= 1 and slot["tokens_reused"] >= again["tokens_cached"]
+    metrics = client.get("/metrics").text
+    hits = next(float(line.split()[1]) for line in metrics.splitlines()
+                if line.startswith("llamacpp:prompt_cache_hits"))
+    assert hits == after["hits"]
+
+
 @pytest.mark.parametrize("filename", ["../escape.bin", "/etc/passwd", "a/b.bin", "..",
                                       ".hidden", "", "x" * 300, "nul\x00.bin", "sp ace.bin"])
 def test_slot_filenames_are_validated(client: httpx.Client, filename: str,
