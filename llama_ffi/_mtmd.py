@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from llama_ffi import _media
 from llama_ffi._batch import Batch
 from llama_ffi._callbacks import PROGRESS_CALLBACK, CallbackSlot
-from llama_ffi._context import FLASH_ATTN, Context, default_threads
+from llama_ffi._context import Context
+from llama_ffi._context_params import FLASH_ATTN, default_threads
 from llama_ffi._errors import (
     ContextError,
     LlamaError,

@@ -90,6 +90,19 @@ def test_seq_cp_and_seq_rm(model: Model, ctx: Context, prefill: Callable) -> Non
         ctx.seq_pos_max(-1)
 
 
+def test_part_of_a_sequence_cannot_be_copied_across_kv_streams(model: Model, prefill: Callable) -> None:
+    # libllama aborts the process on it; the binding refuses it, and the whole copy works
+    with Context(model, n_ctx=512, n_seq_max=2, kv_unified=False, n_threads=1) as ctx:
+        assert not ctx.kv_unified
+        prompt = model.vocab.tokenize(PROMPTS[0], add_special=True)
+        prefill(ctx, prompt, 0)
+        with pytest.raises(ContextError, match="whole sequences"):
+            ctx.seq_cp(0, 1, 0, 3)
+        assert ctx.seq_pos_max(1) == -1
+        ctx.seq_cp(0, 1)
+        assert ctx.seq_pos_max(1) == len(prompt) - 1
+
+
 def test_seq_add_shifts_positions(model: Model, ctx: Context, prefill: Callable) -> None:
     prefill(ctx, model.vocab.tokenize(PROMPTS[1]), 0)
     end = ctx.seq_pos_max(0)
