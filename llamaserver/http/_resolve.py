@@ -45,12 +45,13 @@ class RequestDefaults:
     n_keep: int
     cache_prompt: bool
     seed: int
+    overlong_prompt: str = "auto"   # "auto": the endpoint's own rule; "error" | "truncate"
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> RequestDefaults:
         """``ValueError`` for a default grammar file or schema that cannot be used."""
         return cls(settings.default_sampler_params(), settings.n_predict, settings.n_keep,
-                   settings.cache_prompt, settings.seed)
+                   settings.cache_prompt, settings.seed, settings.overlong_prompt)
 
 
 def effective_n_predict(opts: GenerationOptions, defaults: RequestDefaults) -> int:
@@ -134,7 +135,8 @@ def _request(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
         stop=tuple(s for s in ([opts.stop] if isinstance(opts.stop, str) else opts.stop or [])
                    if s),
         system_prompt=system_prompt_of(opts, engine),
-        truncate=truncate,
+        truncate=(truncate if defaults.overlong_prompt == "auto"
+                  else defaults.overlong_prompt == "truncate"),
         budget=budget,
         prompt_text=prompt if isinstance(prompt, str) else engine.vocab.detokenize(tokens),
     )

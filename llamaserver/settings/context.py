@@ -107,6 +107,13 @@ class ContextSettings(Group):
         "limit).",
         json_schema_extra=cli("-cram", "--cache-ram", env="LLAMA_ARG_CACHE_RAM", group=PERF,
                               metavar="N"))
+    overlong_prompt: Literal["auto", "error", "truncate"] = Field(
+        "auto", description="A prompt longer than a slot's context: 'error' answers 400 "
+        "exceed_context_size_error (today's llama-server), 'truncate' keeps n_keep tokens and "
+        "the end (the seed's server); 'auto': the error on the OpenAI and Anthropic endpoints, "
+        "truncation on /completion and /infill.",
+        json_schema_extra=cli("--overlong-prompt", env="LLAMASERVER_OVERLONG_PROMPT",
+                              group=PERF, metavar="auto|error|truncate"))
     cache_reuse: int = Field(
         0, ge=0, le=2**31 - 1, description="Smallest chunk of a cached prompt worth reusing "
         "by shifting it in the KV cache (0 = off; needs cache_prompt).",

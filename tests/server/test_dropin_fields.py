@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from server_helpers import sse_events
+from server_helpers import error_of, running_server, sse_events
 
 PROMPT = "The capital of France is"
 
@@ -76,8 +76,6 @@ def test_assistant_prefill_is_continued(client: httpx.Client) -> None:
 
 
 def test_continuation_rules(client: httpx.Client) -> None:
-    from server_helpers import error_of
-
     two = {"messages": [HI, {"role": "assistant", "content": "a"},
                         {"role": "assistant", "content": "b"}], "max_tokens": 1}
     error_of(client.post("/v1/chat/completions", json=two), 400, "invalid_request_error")
@@ -115,6 +113,19 @@ def test_prompt_longer_than_the_context(client: httpx.Client) -> None:
     # the seed's /completion truncates instead
     seed = client.post("/completion", json={"prompt": words, "n_predict": 2}).json()
     assert seed["truncated"] and seed["tokens_evaluated"] < 1024
+
+
+def test_overlong_prompt_flag_chooses_the_rule_for_every_endpoint() -> None:
+    words = "word " * 400  # a slot holds 256 tokens
+    with running_server(ctx_size=256, parallel=1, threads=1, overlong_prompt="error") as srv:
+        r = httpx.post(srv.url + "/completion", json={"prompt": words, "n_predict": 2},
+                       timeout=60)
+        assert error_of(r, 400, "exceed_context_size_error")["n_ctx"] == 256
+    with running_server(ctx_size=256, parallel=1, threads=1, overlong_prompt="truncate") as srv:
+        r = httpx.post(srv.url + "/v1/completions", json={"prompt": words, "max_tokens": 2},
+                       timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"]["prompt_tokens"] < 256
 
 
 def test_several_prompts_give_one_result_each(client: httpx.Client) -> None:
