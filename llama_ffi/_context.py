@@ -363,11 +363,17 @@ class Context(OwnedHandle):
         n = lib.llama_state_seq_set_data(ptr, src, len(data), seq)
         return check_size(n, StateError, f"could not restore the state of sequence {seq}")
 
-    def state_seq_save_file(self, path: str | os.PathLike[str], seq: int, tokens: Sequence[int]) -> int:
-        """Write ``seq``'s state and its ``tokens`` to ``path``; returns the bytes written."""
+    def state_seq_save_file(self, path: str | os.PathLike[str], seq: int, tokens: Sequence[int], *,
+                            placeholders: bool = False) -> int:
+        """Write ``seq``'s state and its ``tokens`` to ``path``; returns the bytes written.
+
+        With ``placeholders``, negative ids may stand for cells that are no token (media
+        embeddings, as the caller numbers them); libllama stores the ids as they are.
+        """
         ptr = self._require()
         self._check_seq(seq)
-        self.model.vocab.check_tokens(tokens)
+        self.model.vocab.check_tokens(
+            [t for t in tokens if not (isinstance(t, int) and t < 0)] if placeholders else tokens)
         arr = ffi.new("llama_token[]", list(tokens)) if tokens else ffi.NULL
         n = lib.llama_state_seq_save_file(ptr, os.fsencode(path), seq, arr, len(tokens))
         return check_size(n, StateError, f"could not save sequence {seq} to {os.fspath(path)}")

@@ -208,7 +208,10 @@ class SequenceCache:
         """Write the cells and their tokens to ``path``: (tokens saved, bytes written)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tokens = list(self.tokens)
-        return len(tokens), self.ctx.state_seq_save_file(path, self.seq, tokens)
+        # media cells are saved under their placeholder ids (content hashes): a prompt with the
+        # same media reuses them after a restore, in this process or another
+        return len(tokens), self.ctx.state_seq_save_file(path, self.seq, tokens,
+                                                         placeholders=True)
 
     def restore(self, path: Path, n_ctx: int) -> int:
         """Replace the cells with those saved in ``path``; returns the tokens restored.

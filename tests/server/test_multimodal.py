@@ -29,9 +29,10 @@ def b64(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def mm(mmproj_path: Path) -> Iterator[Running]:
+def mm(mmproj_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     with running_server(parallel=4, ctx_size=2048, mmproj=mmproj_path, embedding=True,
-                        threads=1, media_max_bytes=400_000) as running:
+                        threads=1, media_max_bytes=400_000,
+                        slot_save_path=tmp_path_factory.mktemp("mm-slots")) as running:
         yield running
 
 
@@ -131,6 +132,18 @@ def test_cached_image_is_reused(c: httpx.Client, images) -> None:
     assert again["tokens_cached"] >= 16 and again["timings"]["cache_n"] >= 16
     other = seed_request(c, images["gradient"], id_slot=2)  # a new image: evaluated again
     assert other["timings"]["prompt_n"] >= 16
+
+
+def test_a_saved_slot_with_an_image_restores(c: httpx.Client, images) -> None:
+    first = seed_request(c, images["gradient"], id_slot=3)
+    saved = c.post("/slots/3?action=save", json={"filename": "image.bin"}).json()
+    assert saved["n_saved"] >= 16
+    assert c.post("/slots/3?action=erase").json()["n_erased"] == saved["n_saved"]
+    restored = c.post("/slots/3?action=restore", json={"filename": "image.bin"}).json()
+    assert restored["n_restored"] == saved["n_saved"]
+    again = seed_request(c, images["gradient"], id_slot=3)
+    assert again["content"] == first["content"]
+    assert again["timings"]["prompt_n"] == 1  # the image's restored cells serve it
 
 
 def test_openai_client_with_an_image(mm: Running, images) -> None:
