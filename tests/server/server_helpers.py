@@ -171,6 +171,18 @@ def sse_events(text: str) -> list[Any]:
     return events
 
 
+def named_sse_events(text: str) -> list[tuple[str | None, Any]]:
+    """Parse an SSE body of named events (Anthropic's, OpenAI Responses') into (event, JSON
+    data) pairs; comment-only blocks (keep-alive pings) are skipped."""
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.strip().splitlines()
+                      if line and not line.startswith(":"))
+        if fields:
+            events.append((fields.get("event"), json.loads(fields["data"])))
+    return events
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
