@@ -198,6 +198,13 @@ def test_out_of_range_sampling_raises_bad_request(claude: anthropic.Anthropic) -
     {"messages": ASK + [
         {"role": "assistant", "content": [{"type": "tool_use", "id": LONE, "name": "x",
                                            "input": {}}]}]},
+    {"messages": ASK + [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "x",
+                                           "input": {"city": LONE}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+                                      "content": [{"type": "text", "text": LONE}]}]}]},
+    {"tools": [WEATHER], "tool_choice": {"type": "tool", "name": LONE}},
+    {"output_config": {"format": {"type": "json_schema", "schema": {"enum": [LONE]}}}},
 ])
 def test_lone_surrogates_anywhere_are_400(client: httpx.Client, path: str,
                                           body: dict[str, Any]) -> None:

@@ -175,6 +175,10 @@ def test_unsupported_and_bad_requests_raise_bad_request(oai: openai.OpenAI,
     {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": LONE}]},
     {"tools": [{**WEATHER, "name": LONE}]}, {"tools": [{**WEATHER, "description": LONE}]},
     {"tool_choice": {"type": "function", "name": LONE}},
+    {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+               {"type": "function_call_output", "call_id": "c", "output": LONE}]},
+    {"text": {"format": {"type": "json_schema", "name": "a", "schema": {"enum": [LONE]}}}},
+    {"reasoning": {"effort": LONE}},
 ])
 def test_lone_surrogates_anywhere_are_400(client: httpx.Client, path: str,
                                           body: dict[str, Any]) -> None:
