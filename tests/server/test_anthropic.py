@@ -107,6 +107,20 @@ def test_stop_sequence(claude: anthropic.Anthropic) -> None:
     assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", " ")
 
 
+def test_a_final_assistant_message_is_continued(claude: anthropic.Anthropic) -> None:
+    prefill = HI + [{"role": "assistant", "content": "Hello Ada, I am"}]
+    assert create(claude, messages=prefill).content[0].text.startswith("Hello Ada, I am")
+    with claude.messages.stream(model="m", max_tokens=4, messages=prefill,
+                                extra_body=GREEDY) as stream:
+        assert next(iter(stream.text_stream)) == "Hello Ada, I am"
+
+
+def test_images_need_a_projector(claude: anthropic.Anthropic) -> None:
+    image = {"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:9/x.png"}}
+    with pytest.raises(anthropic.BadRequestError, match="--mmproj"):
+        create(claude, messages=[{"role": "user", "content": [image]}])
+
+
 def _weather_call(message: anthropic.types.Message) -> Any:
     assert message.stop_reason == "tool_use"
     (call,) = message.content

@@ -92,6 +92,18 @@ def test_streamed_events_in_order(oai: openai.OpenAI) -> None:
         assert stream.get_final_response().output_text == streamed == text
 
 
+def test_a_final_assistant_message_is_continued(oai: openai.OpenAI) -> None:
+    r = create(oai, input=[{"role": "user", "content": "Say hello to Ada."},
+                           {"role": "assistant", "content": "Hello Ada, I am"}])
+    assert r.output_text.startswith("Hello Ada, I am")
+
+
+def test_images_need_a_projector(oai: openai.OpenAI) -> None:
+    image = {"type": "input_image", "image_url": "http://127.0.0.1:9/x.png"}
+    with pytest.raises(openai.BadRequestError, match="--mmproj"):
+        create(oai, input=[{"role": "user", "content": [image]}])
+
+
 def _weather_call(r: Any) -> Any:
     (call,) = r.output
     assert call.type == "function_call" and call.name == "get_weather"
