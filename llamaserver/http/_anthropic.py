@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -85,6 +84,10 @@ def _event(kind: str, **fields: Any) -> bytes:
     return sse_named(kind, {"type": kind, **fields})
 
 
+def _text_delta(piece: str) -> bytes:
+    return _event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+
+
 def _whole_block(index: int, block: dict[str, Any]) -> list[bytes]:
     """A block that is complete before it is sent (an answer read through a tool plan)."""
     if block["type"] == "text":
@@ -109,16 +112,9 @@ async def _stream(run: ChatRun, head: dict[str, Any]) -> AsyncIterator[bytes]:
         if text_block:
             yield _event("content_block_start", index=0,
                          content_block={"type": "text", "text": ""})
-        answer: ChatAnswer | None = None
-        async with aclosing(run.stream()) as items:  # a client that leaves frees the slot
-            async for item in items:
-                if item is None:
-                    yield _PING
-                elif isinstance(item, str):
-                    yield _event("content_block_delta", index=0,
-                                 delta={"type": "text_delta", "text": item})
-                else:
-                    answer = item
+        async for frame in run.frames(_text_delta, _PING):
+            yield frame
+        answer = run.result
         assert answer is not None  # the stream ends with the answer or raises
         if text_block:
             yield _event("content_block_stop", index=0)

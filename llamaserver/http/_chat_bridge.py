@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -95,6 +95,7 @@ class ChatRun:
     source: EventSource
     plan: ToolPlan | None
     prefill: str   # a continued assistant message's text: the answer starts with it
+    result: ChatAnswer | None = None   # set once :meth:`frames` has streamed the answer
 
     @property
     def n_prompt(self) -> int:
@@ -123,6 +124,18 @@ class ChatRun:
                         yield event.text
         finally:
             await self.source.close()
+
+    async def frames(self, text: Callable[[str], bytes], ping: bytes) -> AsyncIterator[bytes]:
+        """The SSE frames of the text as it comes (``text(piece)``) and of keep-alive pings;
+        then :attr:`result` holds the answer.  A client that leaves frees the slot."""
+        async with aclosing(self.stream()) as items:
+            async for item in items:
+                if item is None:
+                    yield ping
+                elif isinstance(item, str):
+                    yield text(item)
+                else:
+                    self.result = item
 
 
 async def start_chat(ctx: ApiContext, chat: ChatRequest) -> ChatRun:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -190,15 +189,9 @@ async def _stream(run: ChatRun, shape: _Shape) -> AsyncIterator[bytes]:
         if streaming_text:
             for event in _open_message(ev, shape, 0):
                 yield event
-        answer: ChatAnswer | None = None
-        async with aclosing(run.stream()) as items:  # a client that leaves frees the slot
-            async for item in items:
-                if item is None:
-                    yield _PING
-                elif isinstance(item, str):
-                    yield _text_delta(ev, shape, 0, item)
-                else:
-                    answer = item
+        async for frame in run.frames(lambda piece: _text_delta(ev, shape, 0, piece), _PING):
+            yield frame
+        answer = run.result
         assert answer is not None  # the stream ends with the answer or raises
         output = shape.output(answer)
         for index, item in enumerate(output):

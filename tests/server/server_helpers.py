@@ -183,6 +183,23 @@ def named_sse_events(text: str) -> list[tuple[str | None, Any]]:
     return events
 
 
+def leave_while_streaming(running: Running, path: str, body: dict[str, Any],
+                          first_event: str, headers: dict[str, str]) -> None:
+    """Stream ``body`` from ``path`` on a one-slot server, leave at ``first_event`` (an SSE
+    ``event:`` name), and check that the request was cancelled and its slot freed."""
+    engine = running.server.engine
+    cancelled = engine.metrics().requests_cancelled
+    with httpx.Client(base_url=running.url, timeout=60, headers=headers) as other:
+        with other.stream("POST", path, json={**body, "stream": True}) as response:
+            for line in response.iter_lines():
+                if line == f"event: {first_event}":
+                    break  # generating, for seconds yet
+            assert engine.slots()[0].is_processing
+    # cancelled, not finished: the disconnect freed the slot
+    assert wait_until(lambda: not engine.slots()[0].is_processing, 30)
+    assert engine.metrics().requests_cancelled == cancelled + 1
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

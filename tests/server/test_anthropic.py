@@ -15,7 +15,8 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from server_helpers import Running, error_of, named_sse_events, running_server, wait_until
+from server_helpers import (Running, error_of, leave_while_streaming, named_sse_events,
+                            running_server)
 
 from llamaserver.http._chat_bridge import with_pings
 
@@ -289,19 +290,7 @@ async def test_pings_fill_silences_without_ending_the_stream() -> None:
     assert left == ["closed"]
 
 
-
 def test_disconnect_cancels_the_request(keyed: Running) -> None:
-    engine = keyed.server.engine
-    metrics = engine.metrics
-    cancelled = metrics().requests_cancelled
-    body = {"max_tokens": 400, "messages": [{"role": "user", "content": "Tell me a long story."}],
-            "stream": True}
-    with httpx.Client(base_url=keyed.url, timeout=60, headers={"x-api-key": KEY}) as other:
-        with other.stream("POST", "/v1/messages", json=body) as response:
-            for line in response.iter_lines():
-                if line == "event: content_block_delta":
-                    break  # generating, for seconds yet
-            assert engine.slots()[0].is_processing
-    # cancelled (not finished): the slot was freed by the disconnect
-    assert wait_until(lambda: not engine.slots()[0].is_processing, 30)
-    assert metrics().requests_cancelled == cancelled + 1
+    leave_while_streaming(keyed, "/v1/messages", {"max_tokens": 400, "messages": [
+        {"role": "user", "content": "Tell me a long story."}]}, "content_block_delta",
+        {"x-api-key": KEY})

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from server_helpers import Running, error_of, named_sse_events, running_server, wait_until
+from server_helpers import (Running, error_of, leave_while_streaming, named_sse_events,
+                            running_server)
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather in a city.",
            "parameters": {"type": "object", "properties": {
@@ -234,18 +235,7 @@ def test_api_keys(keyed: Running) -> None:
     assert r.json()["input_tokens"] > 0
 
 
-
 def test_disconnect_cancels_the_request(keyed: Running) -> None:
-    engine = keyed.server.engine
-    metrics = engine.metrics
-    cancelled = metrics().requests_cancelled
-    body = {"max_output_tokens": 400, "input": "Tell me a long story.", "stream": True}
-    with httpx.Client(base_url=keyed.url, timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as other:
-        with other.stream("POST", "/v1/responses", json=body) as response:
-            for line in response.iter_lines():
-                if line == "event: response.output_text.delta":
-                    break  # generating, for seconds yet
-            assert engine.slots()[0].is_processing
-    # cancelled (not finished): the slot was freed by the disconnect
-    assert wait_until(lambda: not engine.slots()[0].is_processing, 30)
-    assert metrics().requests_cancelled == cancelled + 1
+    leave_while_streaming(keyed, "/v1/responses", {"max_output_tokens": 400,
+                                                   "input": "Tell me a long story."},
+                          "response.output_text.delta", {"Authorization": f"Bearer {KEY}"})
