@@ -50,6 +50,7 @@ class ResponsesRequest(ApiModel):
     conversation: str | dict[str, Any] | None = None
     background: bool | None = None
     prompt: dict[str, Any] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None   # llama-server's extension
 
 
 def check_supported(req: ResponsesRequest) -> None:
@@ -97,8 +98,12 @@ def to_chat(req: ResponsesRequest) -> ChatRequest:
         response_format = _response_format(req.text.format)
         if response_format is not None:
             chat["response_format"] = response_format
+    template_kwargs = dict(req.chat_template_kwargs or {})
     if req.reasoning is not None and req.reasoning.get("effort") is not None:
-        chat["reasoning_effort"] = req.reasoning["effort"]  # upstream's chat field
+        # as --reasoning-effort does, over the server's value
+        template_kwargs["reasoning_effort"] = req.reasoning["effort"]
+    if template_kwargs:
+        chat["chat_template_kwargs"] = template_kwargs
     return validate(ChatRequest, chat)
 
 

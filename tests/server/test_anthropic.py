@@ -202,6 +202,16 @@ def test_out_of_range_sampling_raises_bad_request(claude: anthropic.Anthropic) -
             claude.messages.create(model="m", max_tokens=4, messages=HI, extra_body=extra)
 
 
+def test_template_variables_reach_the_template(claude: anthropic.Anthropic) -> None:
+    # llama-server's chat_template_kwargs extension; a name the template owns proves where it went
+    with pytest.raises(anthropic.BadRequestError, match="chat template variable"):
+        claude.messages.count_tokens(model="m", messages=HI,
+                                     extra_body={"chat_template_kwargs": {"messages": []}})
+    thinking = claude.messages.count_tokens(model="m", messages=HI,
+                                            thinking={"type": "enabled", "budget_tokens": 1024})
+    assert thinking.input_tokens > 0  # enable_thinking is a variable this template ignores
+
+
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
 @pytest.mark.parametrize("body", [
     {"system": LONE}, {"system": [{"type": "text", "text": LONE}]}, {"model": LONE},

@@ -180,6 +180,15 @@ def test_unsupported_and_bad_requests_raise_bad_request(oai: openai.OpenAI,
     assert caught.value.body["type"] == "invalid_request_error"
 
 
+def test_template_variables_reach_the_template(oai: openai.OpenAI) -> None:
+    # llama-server's chat_template_kwargs extension; a name the template owns proves where it went
+    with pytest.raises(openai.BadRequestError, match="chat template variable"):
+        oai.responses.input_tokens.count(model="m", input="hi",
+                                         extra_body={"chat_template_kwargs": {"messages": []}})
+    effort = oai.responses.input_tokens.count(model="m", input="hi", reasoning={"effort": "low"})
+    assert effort.input_tokens > 0  # reasoning_effort is a variable this template ignores
+
+
 @pytest.mark.parametrize("path", ["/v1/responses", "/v1/responses/input_tokens"])
 @pytest.mark.parametrize("body", [
     {"input": LONE}, {"instructions": LONE}, {"model": LONE}, {"user": LONE},
