@@ -2,11 +2,11 @@
 
 The request is converted once into a chat request (``_anthropic_request``) and generated on
 the chat pipeline; this module writes Anthropic's shapes from the answer: a ``message`` with
-``text`` and ``tool_use`` content blocks, or, streamed, the named events ``message_start``,
-``content_block_start`` / ``_delta`` (``text_delta``, ``input_json_delta``) / ``_stop``,
-``message_delta`` (stop reason, usage), ``message_stop``, and ``ping`` while nothing else goes
-out.  Errors keep llama-server's error shape; Anthropic's clients pick their exception by
-status.
+``thinking``, ``text`` and ``tool_use`` content blocks, or, streamed, the named events
+``message_start``, ``content_block_start`` / ``_delta`` (``thinking_delta``, ``text_delta``,
+``input_json_delta``) / ``_stop``, ``message_delta`` (stop reason, usage), ``message_stop``,
+and ``ping`` while nothing else goes out.  Errors keep llama-server's error shape;
+Anthropic's clients pick their exception by status.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from quart import Blueprint, Response, request
 from ..engine import FinalEvent
 from ._anthropic_request import MessagesRequest, to_chat
 from ._body import read_json_object, validate
-from ._chat_bridge import ChatAnswer, ChatRun, api_id, count_chat_tokens, sse_named, start_chat
+from ._chat_answer import CONTENT, REASONING
+from ._chat_bridge import (CLOSE, OPEN, Blocks, ChatAnswer, ChatRun, Step, api_id,
+                           count_chat_tokens, sse_named, start_chat)
 from ._context import ApiContext, json_response
 from ._errors import to_api_error
 from ._streaming import sse_response
@@ -50,7 +52,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
 def stop_reason(answer: ChatAnswer) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence) in Anthropic's terms."""
-    if answer.calls:
+    if answer.finish_reason == "tool_calls":
         return "tool_use", None
     if answer.final.stopped_word:
         return "stop_sequence", answer.final.stopping_word
@@ -66,17 +68,28 @@ def usage(final: FinalEvent) -> dict[str, int]:
             "output_tokens": final.tokens_predicted}
 
 
+def _input(call: dict[str, Any]) -> dict[str, Any]:
+    try:
+        arguments = json.loads(call["function"]["arguments"])
+    except ValueError:  # a native call cut short
+        return {}
+    return arguments if isinstance(arguments, dict) else {}
+
+
 def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
-    arguments = json.loads(call["function"]["arguments"])  # the plan wrote it as JSON
     return {"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
-            "input": arguments if isinstance(arguments, dict) else {}}
+            "input": {}}
 
 
 def content_blocks(answer: ChatAnswer) -> list[dict[str, Any]]:
+    """Thinking first (its signature empty: nothing signs a local model's), then text, then
+    the tool calls, as llama-server orders them."""
     blocks: list[dict[str, Any]] = []
+    if answer.reasoning:
+        blocks.append({"type": "thinking", "thinking": answer.reasoning, "signature": ""})
     if answer.text:
         blocks.append({"type": "text", "text": answer.text})
-    blocks.extend(_tool_use(call) for call in answer.calls)
+    blocks.extend({**_tool_use(call), "input": _input(call)} for call in answer.calls)
     return blocks
 
 
@@ -84,21 +97,27 @@ def _event(kind: str, **fields: Any) -> bytes:
     return sse_named(kind, {"type": kind, **fields})
 
 
-def _text_delta(piece: str) -> bytes:
-    return _event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+def _block_events(steps: list[Step]) -> list[bytes]:
+    return [event for step in steps for event in _step_events(step)]
 
 
-def _whole_block(index: int, block: dict[str, Any]) -> list[bytes]:
-    """A block that is complete before it is sent (an answer read through a tool plan)."""
-    if block["type"] == "text":
-        start, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": block["text"]}
-    else:
-        start = {**block, "input": {}}
-        delta = {"type": "input_json_delta",
-                 "partial_json": json.dumps(block["input"], ensure_ascii=False)}
-    return [_event("content_block_start", index=index, content_block=start),
-            _event("content_block_delta", index=index, delta=delta),
-            _event("content_block_stop", index=index)]
+def _step_events(step: Step) -> list[bytes]:
+    """The events of one step of a block: its start, a delta, or its end."""
+    what, index, kind, value = step
+    if what == OPEN:
+        start = ({"type": "thinking", "thinking": "", "signature": ""} if kind == REASONING
+                 else {"type": "text", "text": ""} if kind == CONTENT else _tool_use(value))
+        return [_event("content_block_start", index=index, content_block=start)]
+    if what == CLOSE:
+        # Anthropic's clients expect a signature before a thinking block ends
+        signed = ([_event("content_block_delta", index=index,
+                          delta={"type": "signature_delta", "signature": ""})]
+                  if kind == REASONING else [])
+        return signed + [_event("content_block_stop", index=index)]
+    delta = ({"type": "thinking_delta", "thinking": value} if kind == REASONING
+             else {"type": "text_delta", "text": value} if kind == CONTENT
+             else {"type": "input_json_delta", "partial_json": value["function"]["arguments"]})
+    return [_event("content_block_delta", index=index, delta=delta)]
 
 
 async def _stream(run: ChatRun, head: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -108,20 +127,17 @@ async def _stream(run: ChatRun, head: dict[str, Any]) -> AsyncIterator[bytes]:
         yield _event("message_start", message={
             **head, "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": run.n_prompt, "output_tokens": 0}})
-        text_block = run.plan is None  # plain text streams into block 0 as it comes
-        if text_block:
-            yield _event("content_block_start", index=0,
-                         content_block={"type": "text", "text": ""})
-        async for frame in run.frames(_text_delta, _PING):
-            yield frame
+        blocks = Blocks()
+        async for part in run.parts():
+            if part is None:
+                yield _PING
+                continue
+            for event in _block_events(blocks.feed(part)):
+                yield event
+        for event in _block_events(blocks.close()):
+            yield event
         answer = run.result
-        assert answer is not None  # the stream ends with the answer or raises
-        if text_block:
-            yield _event("content_block_stop", index=0)
-        else:
-            for index, block in enumerate(content_blocks(answer)):
-                for event in _whole_block(index, block):
-                    yield event
+        assert answer is not None  # the parts end with the answer or raise
         reason, sequence = stop_reason(answer)
         yield _event("message_delta", delta={"stop_reason": reason, "stop_sequence": sequence},
                      usage=usage(answer.final))

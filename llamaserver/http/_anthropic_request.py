@@ -94,25 +94,25 @@ def to_chat(req: MessagesRequest) -> ChatRequest:
         chat["user"] = req.metadata.user_id
     if req.output_config is not None and req.output_config.format is not None:
         chat["response_format"] = _output_format(req.output_config.format)
-    template_kwargs = _template_kwargs(req)
-    if template_kwargs:
-        chat["chat_template_kwargs"] = template_kwargs
-    if req.thinking is not None and req.thinking.get("type") == "enabled":
-        # llama-server's chat field for a reasoning budget, carried to the chat pipeline
-        chat["thinking_budget_tokens"] = req.thinking.get("budget_tokens")
+    chat.update(_thinking(req))
     return validate(ChatRequest, chat)
 
 
-def _template_kwargs(req: MessagesRequest) -> dict[str, Any]:
-    """Thinking on or off and the effort reach the template as --reasoning and
-    --reasoning-effort do (enable_thinking, reasoning_effort), over the server's values."""
+def _thinking(req: MessagesRequest) -> dict[str, Any]:
+    """Thinking on or off reaches the template as --reasoning does (enable_thinking, over the
+    server's value), its budget as the chat's thinking budget, the effort as the chat's."""
+    fields: dict[str, Any] = {}
     kwargs = dict(req.chat_template_kwargs or {})
     kind = req.thinking.get("type") if req.thinking is not None else None
     if kind in ("enabled", "disabled"):
         kwargs["enable_thinking"] = kind == "enabled"
+    if kind == "enabled" and req.thinking is not None and "budget_tokens" in req.thinking:
+        fields["thinking_budget_tokens"] = req.thinking["budget_tokens"]  # upstream's name
+    if kwargs:
+        fields["chat_template_kwargs"] = kwargs
     if req.output_config is not None and req.output_config.effort is not None:
-        kwargs["reasoning_effort"] = req.output_config.effort
-    return kwargs
+        fields["reasoning_effort"] = req.output_config.effort
+    return fields
 
 
 def _output_format(fmt: dict[str, Any]) -> dict[str, Any]:

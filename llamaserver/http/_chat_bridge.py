@@ -2,59 +2,91 @@
 OpenAI's /v1/responses).
 
 Each of them validates its own request and converts it once into a :class:`ChatRequest`;
-from there the chat pipeline does the work (template, tool plan, grammar, sampler chains) on
-the one generation path.  This module runs such a request and hands the endpoint what it
-needs to write its own shape: text as it comes, then a :class:`ChatAnswer` (text or tool
-calls, read with the same :class:`ToolPlan`), with ``None`` marking a keep-alive moment.
+from there the chat pipeline does the work (template, tools, thinking, grammar, sampler
+chains) on the one generation path, and the chat's :class:`AnswerReader` reads the answer
+into parts: reasoning, content and tool calls.  This module runs such a request and hands the
+endpoint the parts as they come, grouped into numbered blocks (:class:`Blocks`), then the
+whole :class:`ChatAnswer`; each endpoint writes its own shape from them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..engine import FinalEvent, TokenEvent
 from ._chat import ChatRequest, chat_prompt, prepare_chat
-# chat completions' own reading of an answer (tool plan, prefill): every dialect reads alike
-from ._chat import _message as chat_message
+from ._chat_answer import TOOL_CALL, Answer, AnswerPlan, Part
+from ._chat_prompt import ChatDefaults
 from ._context import ApiContext, dumps
 from ._errors import invalid
-from ._openai import finish_reason
 from ._resolve import prompt_tokens
 from ._streaming import EventSource, open_all
-from ._tools import ToolPlan
 
 T = TypeVar("T")
 
 # Seconds without an event before a stream says it is still alive: llama-server's default
-# --sse-ping-interval.  A tool call is sent whole once its JSON is complete, so such a stream
-# can be silent for as long as the model writes.
+# --sse-ping-interval.  A generic tool call is sent whole once its JSON is complete, so such
+# a stream can be silent for as long as the model writes.
 PING_INTERVAL = 30.0
+
+OPEN, DELTA, CLOSE = "open", "delta", "close"
+Step = tuple[str, int, str, Any]   # (OPEN | DELTA | CLOSE, block index, part kind, value)
 
 
 @dataclass(frozen=True)
 class ChatAnswer:
-    """A finished answer: its words and/or its tool calls (OpenAI's ``tool_calls`` shape:
-    ``{"id", "type": "function", "function": {"name", "arguments": JSON text}}``)."""
+    """A finished answer as the chat read it, and the engine's account of it."""
 
+    reasoning: str | None
     text: str
-    calls: list[dict[str, Any]]
+    calls: list[dict[str, Any]]   # OpenAI's shape: {"id", "type", "function": {"name", ...}}
+    finish_reason: str            # "stop", "length" or "tool_calls"
     final: FinalEvent
+
+    @classmethod
+    def of(cls, answer: Answer, final: FinalEvent) -> ChatAnswer:
+        return cls(answer.reasoning, answer.content or "", answer.tool_calls,
+                   answer.finish_reason, final)
 
     @property
     def cut(self) -> bool:
         """Stopped by the token limit (or a context that ran out), not by the model."""
-        return finish_reason(self.final) == "length"
+        return self.finish_reason == "length"
 
 
-def read_answer(final: FinalEvent, plan: ToolPlan | None, prefill: str) -> ChatAnswer:
-    """The answer as chat completions read it (tool plan, continued assistant message)."""
-    message, _finish = chat_message(final, plan, prefill)
-    return ChatAnswer(message["content"] or "", message.get("tool_calls", []), final)
+class Blocks:
+    """Parts grouped as both dialects number their output: consecutive reasoning (or content)
+    parts make one block, each tool call is a block of its own."""
+
+    def __init__(self) -> None:
+        self._kind: str | None = None
+        self._index = -1
+
+    def feed(self, part: Part) -> list[Step]:
+        kind, value = part
+        steps = []
+        if kind == TOOL_CALL or kind != self._kind:
+            steps += self.close()
+            self._index += 1
+            self._kind = kind
+            steps.append((OPEN, self._index, kind, value))
+        steps.append((DELTA, self._index, kind, value))
+        if kind == TOOL_CALL:
+            steps += self.close()
+        return steps
+
+    def close(self) -> list[Step]:
+        """Close the open block (at the end of the answer)."""
+        if self._kind is None:
+            return []
+        step = (CLOSE, self._index, self._kind, None)
+        self._kind = None
+        return [step]
 
 
 class ToolCallIds:
@@ -93,9 +125,8 @@ class ChatRun:
     """A submitted chat request whose first event has arrived (so errors got their status)."""
 
     source: EventSource
-    plan: ToolPlan | None
-    prefill: str   # a continued assistant message's text: the answer starts with it
-    result: ChatAnswer | None = None   # set once :meth:`frames` has streamed the answer
+    plan: AnswerPlan
+    result: ChatAnswer | None = None   # set once :meth:`parts` has streamed the answer
 
     @property
     def n_prompt(self) -> int:
@@ -104,55 +135,54 @@ class ChatRun:
 
     async def answer(self) -> ChatAnswer:
         outcome = await self.source.drain()
-        return read_answer(outcome.final, self.plan, self.prefill)
+        return ChatAnswer.of(self.plan.read(outcome.final), outcome.final)
 
-    async def stream(self, ping_interval: float = PING_INTERVAL
-                     ) -> AsyncIterator[str | ChatAnswer | None]:
-        """Text pieces as they come (none while a tool plan's JSON answer is written), None
-        after ``ping_interval`` seconds of silence, and the :class:`ChatAnswer` last."""
+    async def parts(self, ping_interval: float = PING_INTERVAL
+                    ) -> AsyncIterator[Part | None]:
+        """The answer's parts as the chat's reader gives them (a continued message's text
+        first), None after ``ping_interval`` seconds of silence; then :attr:`result` holds
+        the whole answer.  A consumer that leaves frees the slot."""
+        reader = self.plan.reader()
         try:
-            if self.prefill and self.plan is None:
-                yield self.prefill
+            for part in reader.start():
+                yield part
             async with aclosing(with_pings(self.source.events(), ping_interval)) as events:
                 async for event in events:
                     if event is None:
                         yield None
                     elif isinstance(event, FinalEvent):
-                        yield read_answer(event, self.plan, self.prefill)
+                        parts, answer = reader.finish(event)
+                        for part in _with_text(parts):
+                            yield part
+                        self.result = ChatAnswer.of(answer, event)
                         return
-                    elif isinstance(event, TokenEvent) and event.text and self.plan is None:
-                        yield event.text
+                    elif isinstance(event, TokenEvent):
+                        for part in _with_text(reader.feed(event.text)):
+                            yield part
         finally:
             await self.source.close()
 
-    async def frames(self, text: Callable[[str], bytes], ping: bytes) -> AsyncIterator[bytes]:
-        """The SSE frames of the text as it comes (``text(piece)``) and of keep-alive pings;
-        then :attr:`result` holds the answer.  A client that leaves frees the slot."""
-        async with aclosing(self.stream()) as items:
-            async for item in items:
-                if item is None:
-                    yield ping
-                elif isinstance(item, str):
-                    yield text(item)
-                else:
-                    self.result = item
+
+def _with_text(parts: list[Part]) -> list[Part]:
+    """Parts that say something (the reader also gives empty text, for logprobs' sake)."""
+    return [part for part in parts if part[0] == TOOL_CALL or part[1]]
 
 
 async def start_chat(ctx: ApiContext, chat: ChatRequest) -> ChatRun:
     """Prepare (off the event loop) and submit a converted chat request."""
     engine = ctx.ready_engine()
-    prepared, plan, prefill = await ctx.run_blocking(prepare_chat, ctx, engine, chat)
-    (source,) = await open_all(ctx, prepared)
-    return ChatRun(source, plan, prefill)
+    prepared = await ctx.run_blocking(prepare_chat, ctx, engine, chat)
+    (source,) = await open_all(ctx, prepared.prepared)
+    return ChatRun(source, prepared.answer)
 
 
 async def count_chat_tokens(ctx: ApiContext, chat: ChatRequest) -> int:
-    """The number of tokens the prompt of ``chat`` would have: the same template, tool note
-    and tokenizer as a generation, without running one."""
+    """The number of tokens the prompt of ``chat`` would have: the same template, tools and
+    tokenizer as a generation, without running one."""
     engine = ctx.ready_engine()
 
     def count() -> int:
-        prompt, _grammar, _plan, _prefill = chat_prompt(ctx, engine, chat)
+        _rendered, prompt = chat_prompt(ctx, engine, chat, ChatDefaults.from_settings(ctx.settings))
         read = prompt_tokens(engine, prompt.value, prompt.media)
         if read.owner is not None:
             read.owner.close()

@@ -84,7 +84,10 @@ def to_chat(req: ResponsesRequest) -> ChatRequest:
         call_ids = ToolCallIds()
         for index, item in enumerate(req.input):
             _add_item(messages, item, f"input[{index}]", call_ids)
-    chat: dict[str, Any] = {"messages": messages, "stream": req.stream}
+    # as llama-server does, the fields Responses does not know go to the chat request as they
+    # are (llama.cpp's own: top_k, reasoning_budget, ...), checked there
+    chat: dict[str, Any] = {**(req.model_extra or {}), "messages": messages,
+                            "stream": req.stream, "n": 1}   # a response has one answer
     for name in ("model", "temperature", "top_p", "parallel_tool_calls", "user"):
         if getattr(req, name) is not None:
             chat[name] = getattr(req, name)
@@ -98,12 +101,10 @@ def to_chat(req: ResponsesRequest) -> ChatRequest:
         response_format = _response_format(req.text.format)
         if response_format is not None:
             chat["response_format"] = response_format
-    template_kwargs = dict(req.chat_template_kwargs or {})
+    if req.chat_template_kwargs is not None:
+        chat["chat_template_kwargs"] = req.chat_template_kwargs
     if req.reasoning is not None and req.reasoning.get("effort") is not None:
-        # as --reasoning-effort does, over the server's value
-        template_kwargs["reasoning_effort"] = req.reasoning["effort"]
-    if template_kwargs:
-        chat["chat_template_kwargs"] = template_kwargs
+        chat["reasoning_effort"] = req.reasoning["effort"]  # upstream's mapping ("none": off)
     return validate(ChatRequest, chat)
 
 
