@@ -35,7 +35,7 @@ LONE = "\ud800"
 @pytest.fixture(scope="module")
 def claude(base_url: str) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=base_url, api_key="none", max_retries=0,
-                             timeout=120) as c:
+                             timeout=300) as c:
         yield c
 
 

@@ -30,14 +30,14 @@ def thinker() -> Iterator[Running]:
 @pytest.fixture(scope="module")
 def claude(thinker: Running) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=thinker.url, api_key="none", max_retries=0,
-                             timeout=120) as c:
+                             timeout=300) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def oai(thinker: Running) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=thinker.url + "/v1", api_key="none", max_retries=0,
-                       timeout=120) as c:
+                       timeout=300) as c:
         yield c
 
 
@@ -98,7 +98,7 @@ def hermes() -> Iterator[Running]:
 def test_native_tool_calls(hermes: Running) -> None:
     ask = [{"role": "user", "content": "Weather in Paris?"}]
     with anthropic.Anthropic(base_url=hermes.url, api_key="none", max_retries=0,
-                             timeout=120) as claude:
+                             timeout=300) as claude:
         body: dict[str, Any] = {"model": "m", "max_tokens": 48, "messages": ask,
                                 "tools": [WEATHER], "tool_choice": {"type": "any"}}
         (call,) = claude.messages.create(**body).content
@@ -108,7 +108,7 @@ def test_native_tool_calls(hermes: Running) -> None:
             "tool_use"]
         assert events[-2].delta.stop_reason == "tool_use"
     with openai.OpenAI(base_url=hermes.url + "/v1", api_key="none", max_retries=0,
-                       timeout=120) as oai:
+                       timeout=300) as oai:
         tool = {"type": "function", "name": WEATHER["name"],
                 "parameters": WEATHER["input_schema"]}
         r = oai.responses.create(model="m", input="Weather in Paris?", tools=[tool],

@@ -26,7 +26,7 @@ LONE = "\ud800"
 @pytest.fixture(scope="module")
 def oai(base_url: str) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=base_url + "/v1", api_key="none", max_retries=0,
-                       timeout=120) as c:
+                       timeout=300) as c:
         yield c
 
 
