@@ -13,6 +13,9 @@ Endpoints (module)::
     POST /v1/completions                         _oai_completions
     POST /v1/chat/completions /chat/completions  _chat
     POST /apply-template                         _chat
+    POST /v1/messages /v1/messages/count_tokens  _anthropic   Anthropic's Messages API
+    POST /v1/responses /responses                _responses   OpenAI's Responses API
+         (and .../input_tokens)
     POST /embedding /embeddings /v1/embeddings   _embeddings  (--embedding)
     POST /rerank /reranking /v1/rerank[ing]      _rerank      (--reranking)
     POST /tokenize /detokenize                   _tokenize
@@ -26,8 +29,8 @@ from __future__ import annotations
 
 from quart import Blueprint
 
-from . import (_chat, _completion, _embeddings, _lora, _metrics, _oai_completions, _rerank,
-               _status, _tokenize)
+from . import (_anthropic, _chat, _completion, _embeddings, _lora, _metrics, _oai_completions,
+               _rerank, _responses, _status, _tokenize)
 from ._auth import add_app_auth, add_auth
 from ._context import ApiContext
 from ._errors import ApiError, error_response, register_error_handlers
@@ -42,6 +45,6 @@ def create_blueprint(ctx: ApiContext, *, name: str = "llamaserver",
     register_error_handlers(bp)
     add_auth(bp, ctx)
     for module in (_status, _completion, _oai_completions, _chat, _embeddings, _rerank,
-                   _tokenize, _lora, _metrics):
+                   _tokenize, _lora, _metrics, _anthropic, _responses):
         module.add_routes(bp, ctx)
     return bp

@@ -18,7 +18,7 @@ from ..engine import Engine, FinalEvent, PreparedRequest, TokenEvent, TokenProbs
 from .._json_grammar import JSON_GRAMMAR
 from ._body import JsonInt, read_json_object, validate
 from ._chat_answer import CONTENT, REASONING, Answer, AnswerPlan, Part
-from ._chat_prompt import ChatDefaults, ChatTemplateOptions, render_chat
+from ._chat_prompt import ChatDefaults, ChatPrompt, ChatTemplateOptions, render_chat
 from ._context import ApiContext, json_response
 from ._errors import invalid
 from ._llama_shapes import Pieces, timings
@@ -77,13 +77,21 @@ class PreparedChat:
     answer: AnswerPlan
 
 
+def chat_prompt(ctx: ApiContext, engine: Engine, opts: ChatRequest,
+                defaults: ChatDefaults) -> tuple[ChatPrompt, PromptInput]:
+    """The rendered chat (tools, thinking tags, prefill) and the prompt it gives (blocking:
+    the template runs, media load).  Token counts count this prompt."""
+    rendered = render_chat(engine, opts, ctx.media_policy, defaults)
+    return rendered, PromptInput(_strip_bos(engine, rendered.text), rendered.media)
+
+
 def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest,
                  defaults: ChatDefaults | None = None) -> PreparedChat:
     """Tools, grammar, template, thinking budget and sampler chains of a chat request: the
     blocking part.  ``defaults``: the server's chat settings (read from ``ctx.settings``)."""
     if defaults is None:
         defaults = ChatDefaults.from_settings(ctx.settings)
-    rendered = render_chat(engine, opts, ctx.media_policy, defaults)
+    rendered, prompt = chat_prompt(ctx, engine, opts, defaults)
     tools = rendered.tools or rendered.native
     if tools is not None:
         if opts.response_format or opts.grammar or opts.json_schema:
@@ -99,7 +107,6 @@ def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest,
         defaults.reasoning_budget if opts.reasoning_budget is None else opts.reasoning_budget,
         defaults.reasoning_budget_message if opts.reasoning_budget_message is None
         else opts.reasoning_budget_message)
-    prompt = PromptInput(_strip_bos(engine, rendered.text), rendered.media)
     prepared = resolve_choices(engine, ctx.defaults, opts, [prompt], opts.n, grammar=grammar,
                                budget=budget)
     return PreparedChat(prepared, AnswerPlan.of(

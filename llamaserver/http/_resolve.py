@@ -95,31 +95,49 @@ def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
     a span of the output (a chat's thinking).  Raises
     ``ApiError`` 400/501 for bad options, ``EngineError`` for what the engine refuses.
     """
-    vocab = engine.vocab
-    pieces: Any = ()
-    owner = None
+    read = prompt_tokens(engine, prompt, media, add_special=add_special,
+                         parse_special=parse_special)
+    try:
+        return engine.prepare(_request(engine, defaults, opts, prompt, read.tokens,
+                                       read.bos_added, grammar=grammar, seed=seed,
+                                       truncate=truncate, media=read.media, owner=read.owner,
+                                       budget=budget))
+    except BaseException:
+        if read.owner is not None:
+            read.owner.close()
+        raise
+
+
+@dataclass
+class PromptTokens:
+    """A prompt as a generation reads it; ``owner`` (media only) is the caller's to close
+    once the tokens are not submitted."""
+
+    tokens: list[int]
+    bos_added: bool
+    media: Any = ()
+    owner: Any = None
+
+
+def prompt_tokens(engine: Engine, prompt: str | Sequence[int | str],
+                  media: Sequence[bytes] = (), *, add_special: bool = True,
+                  parse_special: bool = True) -> PromptTokens:
+    """Tokenize a prompt (its media markers through the projector) as :func:`resolve` does;
+    token-counting endpoints count with it too.  400 for a bad token id or media."""
     try:
         if media:
             assert isinstance(prompt, str)
             with_media = engine.media_prompt(prompt, list(media), add_special=add_special,
                                              parse_special=parse_special)
-            tokens, bos_added = with_media.tokens, with_media.bos_added
-            pieces, owner = with_media.media, with_media.owner
-        else:
-            tokens, bos_added = vocab.tokenize_prompt(prompt, add_special=add_special,
-                                                      parse_special=parse_special)
+            return PromptTokens(with_media.tokens, with_media.bos_added, with_media.media,
+                                with_media.owner)
+        tokens, bos_added = engine.vocab.tokenize_prompt(prompt, add_special=add_special,
+                                                         parse_special=parse_special)
+        return PromptTokens(tokens, bos_added)
     except InvalidTokenError as exc:
         raise invalid(f"Invalid token in 'prompt': {exc}") from None
     except ValueError as exc:  # MediaError included
         raise invalid(f"Invalid 'prompt': {exc}") from None
-    try:
-        return engine.prepare(_request(engine, defaults, opts, prompt, tokens, bos_added,
-                                       grammar=grammar, seed=seed, truncate=truncate,
-                                       media=pieces, owner=owner, budget=budget))
-    except BaseException:
-        if owner is not None:
-            owner.close()
-        raise
 
 
 def _request(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,

@@ -171,6 +171,35 @@ def sse_events(text: str) -> list[Any]:
     return events
 
 
+def named_sse_events(text: str) -> list[tuple[str | None, Any]]:
+    """Parse an SSE body of named events (Anthropic's, OpenAI Responses') into (event, JSON
+    data) pairs; comment-only blocks (keep-alive pings) are skipped."""
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.strip().splitlines()
+                      if line and not line.startswith(":"))
+        if fields:
+            events.append((fields.get("event"), json.loads(fields["data"])))
+    return events
+
+
+def leave_while_streaming(running: Running, path: str, body: dict[str, Any],
+                          first_event: str, headers: dict[str, str]) -> None:
+    """Stream ``body`` from ``path`` on a one-slot server, leave at ``first_event`` (an SSE
+    ``event:`` name), and check that the request was cancelled and its slot freed."""
+    engine = running.server.engine
+    cancelled = engine.metrics().requests_cancelled
+    with httpx.Client(base_url=running.url, timeout=60, headers=headers) as other:
+        with other.stream("POST", path, json={**body, "stream": True}) as response:
+            for line in response.iter_lines():
+                if line == f"event: {first_event}":
+                    break  # generating, for seconds yet
+            assert engine.slots()[0].is_processing
+    # cancelled, not finished: the disconnect freed the slot
+    assert wait_until(lambda: not engine.slots()[0].is_processing, 30)
+    assert engine.metrics().requests_cancelled == cancelled + 1
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
