@@ -20,9 +20,10 @@ from quart import Blueprint, Response, request
 from ..engine import FinalEvent
 from ._anthropic_request import MessagesRequest, to_chat
 from ._body import read_json_object, validate
+from ._chat import count_chat_tokens
 from ._chat_answer import CONTENT, REASONING
 from ._chat_bridge import (CLOSE, OPEN, Blocks, ChatAnswer, ChatRun, Step, api_id,
-                           count_chat_tokens, sse_named, start_chat)
+                           sse_named, start_chat)
 from ._context import ApiContext, json_response
 from ._errors import to_api_error
 from ._streaming import sse_response

@@ -26,7 +26,7 @@ from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, new_id, now, s
                       usage, verbose_view)
 from ._prompts import PromptInput
 from ._reasoning import ReasoningOptions, thinking_budget, with_thinking
-from ._resolve import grammar_of, resolve_choices
+from ._resolve import grammar_of, prompt_tokens, resolve_choices
 from ._streaming import drain_all, open_all, sse_response
 
 
@@ -113,6 +113,21 @@ def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest,
         rendered, opts.reasoning_format or defaults.reasoning_format, defaults.parse_output))
 
 
+async def count_chat_tokens(ctx: ApiContext, chat: ChatRequest) -> int:
+    """The number of tokens the prompt of ``chat`` would have: the same template, tools and
+    tokenizer as a generation, without running one."""
+    engine = ctx.ready_engine()
+
+    def count() -> int:
+        _rendered, prompt = chat_prompt(ctx, engine, chat, ChatDefaults.from_settings(ctx.settings))
+        read = prompt_tokens(engine, prompt.value, prompt.media)
+        if read.owner is not None:
+            read.owner.close()
+        return len(read.tokens)
+
+    return await ctx.run_blocking(count)
+
+
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     async def chat_completions() -> Response:
         opts = validate(ChatRequest, await read_json_object(request))
@@ -144,6 +159,17 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
                     methods=["POST"])
     bp.add_url_rule("/chat/completions", "chat_completions", chat_completions,
                     methods=["POST"])
+
+    async def input_tokens() -> Response:
+        """The prompt's token count, without generating (today's llama-server)."""
+        opts = validate(ChatRequest, await read_json_object(request))
+        count = await count_chat_tokens(ctx, opts)
+        return json_response({"object": "response.input_tokens", "input_tokens": count})
+
+    for prefix in ("/v1", ""):
+        bp.add_url_rule(f"{prefix}/chat/completions/input_tokens",
+                        f"{prefix.strip('/') or 'bare'}_chat_input_tokens", input_tokens,
+                        methods=["POST"])
 
     @bp.post("/apply-template")
     async def apply_template() -> Response:

@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..engine import FinalEvent, TokenEvent
-from ._chat import ChatRequest, chat_prompt, prepare_chat
+from ._chat import ChatRequest, prepare_chat
 from ._chat_answer import TOOL_CALL, Answer, AnswerPlan, Part
-from ._chat_prompt import ChatDefaults
 from ._context import ApiContext, dumps
 from ._errors import invalid
-from ._resolve import prompt_tokens
 from ._streaming import EventSource, open_all
 
 T = TypeVar("T")
@@ -174,21 +172,6 @@ async def start_chat(ctx: ApiContext, chat: ChatRequest) -> ChatRun:
     prepared = await ctx.run_blocking(prepare_chat, ctx, engine, chat)
     (source,) = await open_all(ctx, prepared.prepared)
     return ChatRun(source, prepared.answer)
-
-
-async def count_chat_tokens(ctx: ApiContext, chat: ChatRequest) -> int:
-    """The number of tokens the prompt of ``chat`` would have: the same template, tools and
-    tokenizer as a generation, without running one."""
-    engine = ctx.ready_engine()
-
-    def count() -> int:
-        _rendered, prompt = chat_prompt(ctx, engine, chat, ChatDefaults.from_settings(ctx.settings))
-        read = prompt_tokens(engine, prompt.value, prompt.media)
-        if read.owner is not None:
-            read.owner.close()
-        return len(read.tokens)
-
-    return await ctx.run_blocking(count)
 
 
 def sse_named(event: str, payload: Any) -> bytes:

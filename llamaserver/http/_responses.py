@@ -25,10 +25,10 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from ._body import read_json_object, validate
-from ._chat import ChatRequest
+from ._chat import ChatRequest, count_chat_tokens
 from ._chat_answer import CONTENT, REASONING, TOOL_CALL
 from ._chat_bridge import (CLOSE, DELTA, OPEN, Blocks, ChatAnswer, ChatRun, Step, api_id,
-                           count_chat_tokens, sse_named, start_chat)
+                           sse_named, start_chat)
 from ._context import ApiContext, json_response
 from ._errors import to_api_error
 from ._llama_shapes import timings

@@ -178,3 +178,16 @@ def test_models_props_slots_and_metrics_carry_todays_fields(client: httpx.Client
                  "llamacpp:n_tokens_max", "llamacpp:spec_decode_num_drafts_total",
                  "llamacpp:tokens_predicted_total", "llamacpp:n_busy_slots_per_decode"):
         assert f"\n{name} " in metrics.text, name
+
+
+def test_chat_input_tokens_counts_the_prompt_that_runs(client: httpx.Client) -> None:
+    body = {"messages": [{"role": "system", "content": "Be brief."}, HI]}
+    counted = client.post("/v1/chat/completions/input_tokens", json=body)
+    assert counted.status_code == 200, counted.text
+    assert counted.json()["object"] == "response.input_tokens"
+    ran = client.post("/v1/chat/completions", json={**body, "max_tokens": 1}).json()
+    assert counted.json()["input_tokens"] == ran["usage"]["prompt_tokens"]
+    bare = client.post("/chat/completions/input_tokens", json=body).json()
+    assert bare["input_tokens"] == counted.json()["input_tokens"]
+    error_of(client.post("/v1/chat/completions/input_tokens", json={"messages": 5}), 400,
+             "invalid_request_error")
