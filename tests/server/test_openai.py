@@ -27,8 +27,10 @@ def test_models(oai: openai.OpenAI) -> None:
 
 
 def test_chat(oai: openai.OpenAI) -> None:
+    # without the cache: cells another request computed in a larger batch round differently
+    # (ggml's CPU kernels), enough to flip this near-tie of the tiny model
     r = oai.chat.completions.create(model="gpt-3.5-turbo", messages=MESSAGES, max_tokens=8,
-                                    temperature=0)
+                                    temperature=0, extra_body={"cache_prompt": False})
     assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
     assert r.model == "gpt-3.5-turbo"
     (choice,) = r.choices
