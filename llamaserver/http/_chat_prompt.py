@@ -10,9 +10,9 @@ answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from ..engine import Engine
 from ._body import ApiModel
@@ -20,9 +20,73 @@ from ._errors import invalid, not_supported
 from ._tools import ToolPlan, messages_for_tools
 
 
+class TextPart(ApiModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrl(ApiModel):
+    url: str
+    detail: str | None = None
+
+
+class ImagePart(ApiModel):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class InputAudio(ApiModel):
+    data: str
+    format: str
+
+
+class AudioPart(ApiModel):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class OtherMediaPart(ApiModel):
+    type: Literal["input_video", "image", "file"]
+
+
+def _part_type(part: Any) -> str | None:
+    kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
+    if kind in ("input_video", "image", "file"):
+        return "part[media]"
+    return f"part[{kind}]" if kind in ("text", "image_url", "input_audio") else None
+
+
+# A part is read by its "type": a malformed part is a 400 naming it; a well-formed media part
+# is a 501 (this server has no multimodal projector yet).  The tags are bracketed because
+# pydantic puts the tag into an error's location, and _body leaves such names out of it.
+ContentPart = Annotated[
+    Annotated[TextPart, Tag("part[text]")] | Annotated[ImagePart, Tag("part[image_url]")]
+    | Annotated[AudioPart, Tag("part[input_audio]")]
+    | Annotated[OtherMediaPart, Tag("part[media]")],
+    Discriminator(_part_type, custom_error_type="invalid_part",
+                  custom_error_message="a content part's 'type' must be text, image_url, "
+                                       "input_audio, input_video, image or file")]
+
+
+class FunctionCallIn(ApiModel):
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCallIn(ApiModel):
+    """An earlier tool call in the conversation (an assistant message's ``tool_calls``)."""
+
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessage(ApiModel):
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 class ChatTemplateOptions(ApiModel):
@@ -48,17 +112,12 @@ def _flatten_content(message: ChatMessage) -> dict[str, Any]:
     data = message.model_dump(exclude_none=True)
     content = message.content
     if isinstance(content, list):
-        texts = []
         for part in content:
-            kind = part.get("type")
-            if kind == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif kind in ("image_url", "input_audio", "input_video", "image", "file"):
-                raise not_supported(f"'{kind}' message content is not supported by this "
+            if not isinstance(part, TextPart):
+                raise not_supported(f"'{part.type}' message content is not supported by this "
                                     "server (it has no multimodal projector)")
-            else:
-                raise invalid("message content parts must be {\"type\": \"text\", \"text\": ...}")
-        data["content"] = "\n".join(texts)
+        data["content"] = "\n".join(part.text for part in content
+                                    if isinstance(part, TextPart))
     elif content is None:
         data["content"] = ""
     return data

@@ -1,21 +1,28 @@
 """GET /openapi.json and GET /docs: the API's own description (behind the API key, as every
 route but /health).
 
-The document is built from the app's url_map on first use and kept for the blueprint's life
-(routes cannot be added once an app serves); it is the same for every request but for the
-ASGI root path a host mounts the app under.
+The document is built from the app's url_map on first use, in the worker pool (it takes tens
+of milliseconds, too long for the event loop), and kept for the blueprint's life: routes
+cannot be added once an app serves.  It is the same for every request but for the ASGI root
+path a host mounts the app under.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 
 from ._context import ApiContext, dumps
 from ._openapi import build_document
 from ._openapi_html import render_html
+
+
+@dataclass(frozen=True)
+class _Built:
+    json: str
+    html: str
 
 
 def _version() -> str:
@@ -26,23 +33,28 @@ def _version() -> str:
 
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
-    built: dict[str, tuple[dict[str, Any], str]] = {}  # root path -> (document, its JSON)
+    built: dict[str, _Built] = {}  # by root path
 
-    def document() -> tuple[dict[str, Any], str]:
+    async def document() -> _Built:
         root = request.root_path or ""
         if root not in built:
-            doc = build_document(
-                current_app.url_map.iter_rules(), blueprint=bp.name,
-                auth=ctx.auth_enabled, title="llamaserver", version=_version(),
-                description="llama.cpp's HTTP API and OpenAI's, served by llama-ffi on "
-                            f"libllama ({ctx.build_info}).", root_path=root)
-            built[root] = (doc, dumps(doc))
+            rules = list(current_app.url_map.iter_rules())
+
+            def build() -> _Built:
+                doc = build_document(
+                    rules, blueprint=bp.name, auth=ctx.auth_enabled, title="llamaserver",
+                    version=_version(), root_path=root,
+                    description="llama.cpp's HTTP API and OpenAI's, served by llama-ffi on "
+                                f"libllama ({ctx.build_info}).")
+                return _Built(dumps(doc), render_html(doc))
+
+            built[root] = await ctx.run_blocking(build)
         return built[root]
 
     @bp.get("/openapi.json")
     async def openapi() -> Response:
-        return Response(document()[1], content_type="application/json")
+        return Response((await document()).json, content_type="application/json")
 
     @bp.get("/docs")
     async def docs() -> Response:
-        return Response(render_html(document()[0]), content_type="text/html; charset=utf-8")
+        return Response((await document()).html, content_type="text/html; charset=utf-8")

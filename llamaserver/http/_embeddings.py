@@ -12,10 +12,10 @@ from quart import Blueprint, Response, request
 
 from llama_ffi import InvalidTokenError, normalize_embedding
 
-from ..engine import Engine
+from ..engine import Embedding, Engine, InvalidRequest
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
-from ._errors import invalid, not_supported
+from ._errors import ApiError, invalid, not_supported, to_api_error
 from ._prompts import split_prompts, texts
 
 
@@ -53,8 +53,8 @@ def _tokenize(engine: Engine, inputs: list[str | list[Any]]) -> list[list[int]]:
     return out
 
 
-async def embed(ctx: ApiContext, inputs: list[str | list[Any]], kind: int | None
-                ) -> list[tuple[list[list[float]], int]]:
+async def embed(ctx: ApiContext, inputs: list[str | list[Any]], kind: int | None,
+                field: str) -> list[tuple[list[list[float]], int]]:
     """(vectors, prompt tokens) per input: one normalized vector when the server pools, else
     one per token (pooling "none", as they come).  ``kind`` None: --embd-normalize."""
     if kind is None:
@@ -64,9 +64,47 @@ async def embed(ctx: ApiContext, inputs: list[str | list[Any]], kind: int | None
         raise not_supported("This server does not support embeddings. Start it with "
                             "`--embeddings`")
     token_lists = await ctx.run_blocking(_tokenize, engine, inputs)
-    results = await asyncio.gather(*(engine.embed(tokens) for tokens in token_lists))
+    results = await embed_all(engine, token_lists, field)
     return [([normalize_embedding(r.vectors[0], kind)] if r.pooled else r.vectors, r.n_tokens)
             for r in results]
+
+
+# Inputs one request keeps queued at once. The worker evaluates one per step: one evaluated and
+# one waiting keep it busy, and a long list of inputs never fills the wait queue alone (a 503
+# that its client could not get past by retrying).
+_IN_FLIGHT = 2
+
+
+async def embed_all(engine: Engine, inputs: list[list[int]], field: str) -> list[Embedding]:
+    """Each input's pooled output (or per-token rows), at most ``_IN_FLIGHT`` of them queued
+    at a time (embeddings and rerank pairs alike).
+
+    The first failure stops the rest; an input the engine refuses (too long, empty) is a 400
+    naming it (``'input[3]'``).
+    """
+    results: list[Embedding | None] = [None] * len(inputs)
+    failures: list[tuple[int, BaseException]] = []
+    pending = iter(enumerate(inputs))
+
+    async def lane() -> None:
+        for i, tokens in pending:  # lanes share the iterator: each takes the next input
+            if failures:
+                return
+            try:
+                results[i] = await engine.embed(tokens)
+            except Exception as exc:
+                failures.append((i, exc))
+                return
+
+    await asyncio.gather(*(lane() for _ in range(min(_IN_FLIGHT, len(inputs)))))
+    if failures:
+        i, exc = min(failures, key=lambda failure: failure[0])
+        if isinstance(exc, InvalidRequest):  # say which input
+            err = to_api_error(exc)
+            raise ApiError(err.status, f"'{field}[{i}]': {err.message}", err.type,
+                           extra=err.extra) from None
+        raise exc
+    return [r for r in results if r is not None]
 
 
 def _base64(vector: list[float]) -> str:
@@ -82,7 +120,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         value = req.content if req.content is not None else req.input
         if value is None:
             raise invalid("'content' is required")
-        results = await embed(ctx, split_inputs(value, "content"), req.embd_normalize)
+        results = await embed(ctx, split_inputs(value, "content"), req.embd_normalize,
+                              "content")
         if ctx.ready_engine().embedding_pooled is False:  # upstream's per-token shape
             return json_response([{"index": i, "embedding": vectors}
                                   for i, (vectors, _) in enumerate(results)])
@@ -97,7 +136,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         value = req.input if req.input is not None else req.content
         if value is None:
             raise invalid("'input' is required")
-        results = await embed(ctx, split_inputs(value, "input"), req.embd_normalize)
+        results = await embed(ctx, split_inputs(value, "input"), req.embd_normalize, "input")
         return json_response([{"index": i, "embedding": vectors}
                               for i, (vectors, _) in enumerate(results)])
 
@@ -108,7 +147,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             raise invalid("This server runs with --pooling none, which gives one vector per "
                           "token; OpenAI's embeddings need one per input. Use /embedding, or "
                           "start the server with another --pooling")
-        results = await embed(ctx, split_inputs(req.input, "input"), req.embd_normalize)
+        results = await embed(ctx, split_inputs(req.input, "input"), req.embd_normalize,
+                              "input")
         data = []
         for i, (vectors, _) in enumerate(results):
             vec = vectors[0]

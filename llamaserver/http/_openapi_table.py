@@ -129,7 +129,7 @@ OPERATIONS: dict[str, Op] = {
     "set_lora_adapters_view": Op("Set the LoRA adapters' server-wide scales", LLAMA,
                                  request=list[LoraScale], answer=Success, errors=_BODY),
     "metrics": Op("Prometheus metrics (--metrics)", SERVER, errors=(501,),
-                  answer=Text("text/plain; version=0.0.4", "Prometheus' text format")),
+                  answer=Text("text/plain", "Prometheus' text format")),
     "openapi": Op("This document", DOCS, answer=dict[str, Any]),
     "docs": Op("The API reference as a web page", DOCS,
                answer=Text("text/html", "the reference, made from this document")),

@@ -16,8 +16,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .._json_grammar import SchemaError, schema_to_grammar
 from ._errors import invalid
+from ._resolve import Grammar, schema_grammar
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ToolPlan:
     tools: list[dict[str, Any]]   # the functions: {"name", "description", "parameters"}
     required: bool                # a tool must be called (tool_choice "required" or a name)
     parallel: bool                # several calls in one answer
-    grammar: str
+    grammar: Grammar
     note: str                     # the system note that describes the tools and the format
 
     def read(self, text: str) -> tuple[str | None, list[dict[str, Any]]]:
@@ -124,11 +124,7 @@ def plan_tools(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan 
     schema = calls if required else {"anyOf": [calls, {
         "type": "object", "properties": {"response": {"type": "string"}},
         "required": ["response"], "additionalProperties": False}]}
-    schema = {**schema, **shared}
-    try:
-        grammar = schema_to_grammar(schema)
-    except SchemaError as exc:
-        raise invalid(f"a tool's parameters are not a usable JSON schema: {exc}") from None
+    grammar = schema_grammar({**schema, **shared}, "tools")
     return ToolPlan(functions, required, parallel, grammar, _note(chosen, required, parallel))
 
 

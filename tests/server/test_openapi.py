@@ -197,3 +197,13 @@ def test_the_docs_page_lists_every_route_and_schema_offline(client: httpx.Client
     assert 'href="#schema-CompletionRequest"' in page
     # nothing to fetch from elsewhere: no scripts, no remote styles or fonts
     assert "<script" not in page and "http://" not in page and "https://" not in page
+
+
+def test_a_method_the_document_does_not_list_is_a_405_naming_the_ones_it_does(
+        client: httpx.Client, doc: Document) -> None:
+    for path, item in doc.doc["paths"].items():
+        concrete = path.replace("{id_slot}", "0")
+        r = client.request("DELETE", concrete)
+        assert r.status_code == 405, (path, r.status_code)
+        allowed = {m.strip() for m in r.headers["Allow"].split(",")} - {"HEAD", "OPTIONS"}
+        assert allowed == {m.upper() for m in item}, path
