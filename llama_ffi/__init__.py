@@ -34,7 +34,8 @@ from llama_ffi._mtmd import Projector
 from llama_ffi._mtmd_chunks import Bitmap, Chunk, Chunks, MediaEmbeddings
 from llama_ffi._mtmd_probe import check_projector_file
 from llama_ffi._rerank import RerankPrompt
-from llama_ffi._sampler_params import DEFAULT_SAMPLERS, DEFAULT_SEED, SamplerParams
+from llama_ffi._sampler_params import (DEFAULT_SAMPLERS, DEFAULT_SEED, MAX_GRAMMAR_BYTES,
+                                       SamplerParams)
 from llama_ffi._sampling import SamplerChain, TokenProbs
 from llama_ffi._stop import StopMatcher
 from llama_ffi._vocab import Vocab
@@ -54,6 +55,7 @@ __all__ = [
     "GrammarError",
     "InvalidTokenError",
     "LOGGER_NAME",
+    "MAX_GRAMMAR_BYTES",
     "Llama",
     "LlamaError",
     "LoraAdapter",

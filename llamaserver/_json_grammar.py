@@ -17,6 +17,8 @@ import json
 import re
 from typing import Any
 
+from llama_ffi import MAX_GRAMMAR_BYTES
+
 __all__ = ["SchemaError", "schema_to_grammar", "gbnf_literal", "JSON_GRAMMAR"]
 
 MAX_REPEAT = 10_000
@@ -73,12 +75,26 @@ def gbnf_literal(text: str) -> str:
 _COMPACT_WS = '| " "'
 
 
+def _count(schema: dict[str, Any], key: str, default: int | None) -> int | None:
+    """A bound such as ``minItems``: a whole number in [0, MAX_REPEAT] (or ``default``)."""
+    value = schema.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REPEAT:
+        raise SchemaError(f"'{key}' must be a whole number from 0 to {MAX_REPEAT}")
+    return value
+
+
 class _Converter:
     def __init__(self, root: Any, compact: bool = False) -> None:
         self.root = root
         self.compact = compact
         self.rules: dict[str, str] = {}
         self.ref_rules: dict[str, str] = {}
+        self.by_body: dict[str, list[str]] = {}  # rule bodies already written, for reuse
+        self.size = 0
 
     def use(self, name: str) -> str:
         if name not in self.rules:
@@ -91,14 +107,20 @@ class _Converter:
     def add(self, hint: str, body: str, *, reuse: bool = True) -> str:
         base = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-").lower() or "rule"
         if reuse:
-            for name, existing in self.rules.items():
-                if existing == body and name.startswith(base):
+            for name in self.by_body.get(body, ()):
+                if name.startswith(base):
                     return name
         name, i = base, 1
         while name in self.rules or name in _PRIMITIVES:
             i += 1
             name = f"{base}-{i}"
+        # Checked while building: a schema can ask for far more text than it holds (many
+        # properties, big enums), and libllama refuses a grammar this size anyway.
+        self.size += len(name) + len(body)
+        if self.size > MAX_GRAMMAR_BYTES:
+            raise SchemaError(f"the schema needs a grammar larger than {MAX_GRAMMAR_BYTES} bytes")
         self.rules[name] = body
+        self.by_body.setdefault(body, []).append(name)
         return name
 
     def visit(self, schema: Any, hint: str) -> str:
@@ -169,7 +191,10 @@ class _Converter:
             target = target[part]
         name = self.add("ref-" + ref.rsplit("/", 1)[-1], "<pending>", reuse=False)
         self.ref_rules[ref] = name  # recursive schemas refer back to this name
-        self.rules[name] = self.visit(target, name + "-body")
+        body = self.visit(target, name + "-body")
+        if body == name:
+            raise SchemaError(f"{ref!r} refers to itself and to nothing else")
+        self.rules[name] = body
         return name
 
     def merge_all_of(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +221,10 @@ class _Converter:
         props = schema.get("properties") or {}
         if not isinstance(props, dict):
             raise SchemaError("'properties' must be an object")
-        required = set(schema.get("required") or [])
+        required = schema.get("required") or []
+        if not isinstance(required, list) or not all(isinstance(k, str) for k in required):
+            raise SchemaError("'required' must be an array of property names")
+        required = set(required)
         extra = schema.get("additionalProperties", not props)
         kv: dict[str, str] = {}
         for key, sub in props.items():
@@ -215,25 +243,25 @@ class _Converter:
         # Optional members in order; each may be absent.  The first member written needs no
         # comma, so when nothing is required each optional member can open the list.
         head = ' "," ws '.join(kv[k] for k in ordered_req)
-        rest = self.optional_tail(tail_items, extra_kv, hint)
+        tails = self.optional_tails(tail_items, extra_kv, hint)
         if head:
-            body = f'"{{" ws {head} {rest} "}}" ws'
+            body = f'"{{" ws {head} {tails[0]} "}}" ws'
         else:
-            openers = []
-            for i, item in enumerate(tail_items):
-                follow = self.optional_tail(tail_items[i + 1:], extra_kv, f"{hint}-{i}")
-                openers.append(f"{item} {follow}".strip())
+            openers = [f"{item} {tails[i + 1]}".strip() for i, item in enumerate(tail_items)]
             if extra_kv:
                 openers.append(f'{extra_kv} ("," ws {extra_kv})*')
             inner = f"({' | '.join(openers)})?" if openers else ""
             body = f'"{{" ws {inner} "}}" ws'
         return self.add(hint, re.sub(r"\s+", " ", body))
 
-    def optional_tail(self, items: list[str], extra_kv: str | None, hint: str) -> str:
-        parts = [f'("," ws {item})?' for item in items]
-        if extra_kv:
-            parts.append(f'("," ws {extra_kv})*')
-        return " ".join(parts)
+    def optional_tails(self, items: list[str], extra_kv: str | None, hint: str) -> list[str]:
+        """``tails[i]``: members ``items[i:]``, each optional, then any extra members; one
+        rule each, so that n optional members make a grammar of size n, not n squared."""
+        tails = [f'("," ws {extra_kv})*' if extra_kv else ""]
+        for i in reversed(range(len(items))):
+            body = f'("," ws {items[i]})? {tails[0]}'.strip()
+            tails.insert(0, self.add(f"{hint}-tail-{i}", body))
+        return tails
 
     def array(self, schema: dict[str, Any], hint: str) -> str:
         self.use("ws")
@@ -243,14 +271,14 @@ class _Converter:
             joined = ' "," ws '.join(names)
             return self.add(hint, f'"[" ws {joined} "]" ws' if names else '"[" ws "]" ws')
         item = self.visit(schema.get("items", {}), f"{hint}-item")
-        lo = int(schema.get("minItems", 0))
-        hi = schema.get("maxItems")
-        if lo < 0 or lo > MAX_REPEAT or (hi is not None and (int(hi) < lo or hi > MAX_REPEAT)):
-            raise SchemaError("minItems/maxItems out of range")
-        if hi is not None and int(hi) == 0:
+        lo = _count(schema, "minItems", 0) or 0
+        hi = _count(schema, "maxItems", None)
+        if hi is not None and hi < lo:
+            raise SchemaError("'maxItems' is below 'minItems'")
+        if hi == 0:
             return self.add(hint, '"[" ws "]" ws')
         more_lo = max(lo - 1, 0)
-        more_hi = "" if hi is None else str(int(hi) - 1)
+        more_hi = "" if hi is None else str(hi - 1)
         rep = f"{{{more_lo},{more_hi}}}"
         inner = f'{item} ("," ws {item}){rep}'
         if lo == 0:
@@ -263,16 +291,16 @@ class _Converter:
         fmt = schema.get("format")
         if fmt in ("date", "time", "date-time", "uuid"):
             return self.use(f"{fmt}-string")
-        lo = schema.get("minLength")
-        hi = schema.get("maxLength")
+        lo = _count(schema, "minLength", None)
+        hi = _count(schema, "maxLength", None)
         if lo is None and hi is None:
             return self.use("string")
-        lo = int(lo or 0)
-        if lo < 0 or lo > MAX_REPEAT or (hi is not None and (int(hi) < lo or hi > MAX_REPEAT)):
-            raise SchemaError("minLength/maxLength out of range")
+        lo = lo or 0
+        if hi is not None and hi < lo:
+            raise SchemaError("'maxLength' is below 'minLength'")
         self.use("char")
         self.use("ws")
-        return self.add(hint, f'"\\"" char{{{lo},{"" if hi is None else int(hi)}}} "\\"" ws')
+        return self.add(hint, f'"\\"" char{{{lo},{"" if hi is None else hi}}} "\\"" ws')
 
     def grammar(self, root: str) -> str:
         top = self.visit(self.root, "root-value")

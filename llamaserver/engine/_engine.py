@@ -241,7 +241,7 @@ class Engine:
         try:
             chain = SamplerChain(self.model, request.sampling, n_ctx=self.n_ctx_slot)
         except (ValueError, TypeError) as exc:  # bad option values, token ids or grammar
-            raise InvalidRequest(str(exc)) from None
+            raise InvalidRequest(str(exc)) from exc  # the cause tells a caller which
         return PreparedRequest(request, chain, lora)
 
     def submit(self, request: t.GenerationRequest | PreparedRequest) -> RequestStream:

@@ -20,17 +20,20 @@ Endpoints (module)::
     POST /rerank /reranking /v1/rerank[ing]      _rerank      (--reranking)
     POST /tokenize /detokenize                   _tokenize
     GET  /metrics                                _metrics     (--metrics)
+    GET  /openapi.json /docs                     _docs        the API's description
 
 Request bodies are parsed by ``_body`` (strict JSON, bounded nesting, pydantic models);
-every failure becomes an answer in ``_errors``, the single translation point.
+every failure becomes an answer in ``_errors``, the single translation point.  Each route
+has a row in ``_openapi_table`` (its request, answer and event models), from which
+``_openapi`` builds /openapi.json.
 """
 
 from __future__ import annotations
 
 from quart import Blueprint
 
-from . import (_anthropic, _chat, _completion, _embeddings, _lora, _metrics, _oai_completions,
-               _rerank, _responses, _status, _tokenize)
+from . import (_anthropic, _chat, _completion, _docs, _embeddings, _lora, _metrics,
+               _oai_completions, _rerank, _responses, _status, _tokenize)
 from ._auth import add_app_auth, add_auth
 from ._context import ApiContext
 from ._errors import ApiError, error_response, register_error_handlers
@@ -45,6 +48,6 @@ def create_blueprint(ctx: ApiContext, *, name: str = "llamaserver",
     register_error_handlers(bp)
     add_auth(bp, ctx)
     for module in (_status, _completion, _oai_completions, _chat, _embeddings, _rerank,
-                   _tokenize, _lora, _metrics, _anthropic, _responses):
+                   _tokenize, _lora, _metrics, _anthropic, _responses, _docs):
         module.add_routes(bp, ctx)
     return bp

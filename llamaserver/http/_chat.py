@@ -56,15 +56,17 @@ def _response_format_grammar(opts: ChatRequest) -> str | None:
         return grammar_of(opts)
     if kind == "json_object":
         schema = fmt.get("schema")
-        return grammar_of(opts, schema) if schema is not None else JSON_GRAMMAR
+        return (grammar_of(opts, schema, "response_format.schema") if schema is not None
+                else JSON_GRAMMAR)
     if kind == "json_schema":
         spec = fmt.get("json_schema") or {}
         schema = spec.get("schema") if isinstance(spec, dict) else None
+        field = "response_format.json_schema.schema"
         if schema is None:
-            schema = fmt.get("schema")
+            schema, field = fmt.get("schema"), "response_format.schema"
         if schema is None:
             raise invalid("'response_format' of type json_schema needs a 'schema'")
-        return grammar_of(opts, schema)
+        return grammar_of(opts, schema, field)
     raise invalid("'response_format.type' must be 'text', 'json_object' or 'json_schema'")
 
 

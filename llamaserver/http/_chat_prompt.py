@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from ..engine import Engine
 from ._body import ApiModel
@@ -50,11 +50,72 @@ class ChatDefaults:
                    parse_output=not settings.skip_chat_parsing)
 
 
+class TextPart(ApiModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrl(ApiModel):
+    url: str
+    detail: str | None = None
+
+
+class ImagePart(ApiModel):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class InputAudio(ApiModel):
+    data: str
+    format: str
+
+
+class AudioPart(ApiModel):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class OtherMediaPart(ApiModel):
+    type: Literal["input_video", "image", "file"]
+
+
+def _part_type(part: Any) -> str | None:
+    kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
+    if kind in ("input_video", "image", "file"):
+        return "part[media]"
+    return f"part[{kind}]" if kind in ("text", "image_url", "input_audio") else None
+
+
+# A part is read by its "type": a malformed part is a 400 naming it; a well-formed media part
+# goes to the projector (a 400 without --mmproj; video, image and file parts are 501).  The tags are bracketed because
+# pydantic puts the tag into an error's location, and _body leaves such names out of it.
+ContentPart = Annotated[
+    Annotated[TextPart, Tag("part[text]")] | Annotated[ImagePart, Tag("part[image_url]")]
+    | Annotated[AudioPart, Tag("part[input_audio]")]
+    | Annotated[OtherMediaPart, Tag("part[media]")],
+    Discriminator(_part_type, custom_error_type="invalid_part",
+                  custom_error_message="a content part's 'type' must be text, image_url, "
+                                       "input_audio, input_video, image or file")]
+
+
+class FunctionCallIn(ApiModel):
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCallIn(ApiModel):
+    """An earlier tool call in the conversation (an assistant message's ``tool_calls``)."""
+
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessage(ApiModel):
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     reasoning_content: str | None = None   # an earlier turn's thinking, for the template
-    tool_calls: list[Any] | None = None
+    tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
     name: str | None = None
 
@@ -117,14 +178,11 @@ def _flatten_content(message: ChatMessage, media: _Media, where: str) -> dict[st
     if isinstance(content, list):
         texts = []
         for k, part in enumerate(content):
-            kind = part.get("type")
-            if kind == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif kind in ("image_url", "input_audio", "input_video", "image", "file"):
-                texts.append(media.add(part, f"{where}.content.{k}"))
+            if isinstance(part, TextPart):
+                texts.append(part.text)
             else:
-                raise invalid(f"'{where}.content.{k}': parts must be {{\"type\": \"text\", "
-                              "\"text\": ...}, image_url or input_audio")
+                texts.append(media.add(part.model_dump(exclude_none=True),
+                                       f"{where}.content.{k}"))
         data["content"] = "\n".join(texts)
     elif content is None:
         data["content"] = ""

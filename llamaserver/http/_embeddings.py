@@ -12,10 +12,10 @@ from quart import Blueprint, Response, request
 
 from llama_ffi import normalize_embedding
 
-from ..engine import Engine, MediaPrompt
+from ..engine import Embedding, Engine, InvalidRequest, MediaPrompt
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
-from ._errors import invalid, not_supported
+from ._errors import ApiError, invalid, not_supported, to_api_error
 from ._media import decode_prompts
 from ._prompts import PromptInput, split_prompts
 
@@ -71,10 +71,51 @@ async def embed(ctx: ApiContext, inputs: list[PromptInput], kind: int | None, na
                             "`--embeddings`")
     token_lists = await ctx.run_blocking(lambda: _tokenize(
         engine, decode_prompts(inputs, engine, ctx.media_policy, name, image_data), name))
-    results = await asyncio.gather(*(engine.embed(tokens, media)
-                                     for tokens, media in token_lists))
+    results = await embed_all(engine, [tokens for tokens, _ in token_lists], name,
+                              [media for _, media in token_lists])
     return [([normalize_embedding(r.vectors[0], kind)] if r.pooled else r.vectors, r.n_tokens)
             for r in results]
+
+
+# Inputs one request keeps queued at once. The worker evaluates one per step: one evaluated and
+# one waiting keep it busy, and a long list of inputs never fills the wait queue alone (a 503
+# that its client could not get past by retrying).
+_IN_FLIGHT = 2
+
+
+async def embed_all(engine: Engine, inputs: list[list[int]], field: str,
+                    media: list[MediaPrompt | None] | None = None) -> list[Embedding]:
+    """Each input's pooled output (or per-token rows), at most ``_IN_FLIGHT`` of them queued
+    at a time (embeddings and rerank pairs alike); ``media`` the inputs' images, if any.
+
+    The first failure stops the rest (their media are closed); an input the engine refuses
+    (too long, empty) is a 400 naming it (``'input[3]'``).
+    """
+    results: list[Embedding | None] = [None] * len(inputs)
+    failures: list[tuple[int, BaseException]] = []
+    pending = iter(enumerate(inputs))
+    with_media = media or [None] * len(inputs)
+
+    async def lane() -> None:
+        for i, tokens in pending:  # lanes share the iterator: each takes the next input
+            if failures:
+                if with_media[i] is not None:
+                    with_media[i].owner.close()
+                continue
+            try:
+                results[i] = await engine.embed(tokens, with_media[i])
+            except Exception as exc:
+                failures.append((i, exc))
+
+    await asyncio.gather(*(lane() for _ in range(min(_IN_FLIGHT, len(inputs)))))
+    if failures:
+        i, exc = min(failures, key=lambda failure: failure[0])
+        if isinstance(exc, InvalidRequest):  # say which input
+            err = to_api_error(exc)
+            raise ApiError(err.status, f"'{field}[{i}]': {err.message}", err.type,
+                           extra=err.extra) from None
+        raise exc
+    return [r for r in results if r is not None]
 
 
 def _base64(vector: list[float]) -> str:

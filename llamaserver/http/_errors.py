@@ -22,7 +22,7 @@ import math
 from typing import Any
 
 from quart import Blueprint, Quart, Response, has_request_context, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from llama_ffi import GrammarError, InvalidTokenError, TemplateError
 
@@ -116,6 +116,8 @@ def error_response(exc: BaseException) -> Response:
                         content_type="application/json")
     if err.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # RFC 9110: a 405 says
     return response
 
 
@@ -130,8 +132,18 @@ def _has_body(req: Any) -> bool:
 
 async def _handle(exc: Exception) -> Response:
     response = error_response(exc)
-    if response.status_code in _BODY_LEFT_UNREAD and has_request_context() and _has_body(request):
+    if not (has_request_context() and _has_body(request)):
+        return response
+    if response.status_code in _BODY_LEFT_UNREAD:
         # Say so: a client that reused the connection would find it closed under its next request.
+        response.headers["Connection"] = "close"
+        return response
+    # A view may refuse a request before it reads the body (a bad slot id in the path, a
+    # feature this server lacks): read the rest (bounded by the body limit and timeout), or
+    # the connection could not carry the client's next request.
+    try:
+        await request.get_data(as_text=False)
+    except Exception:  # too large, timed out, the client left: the connection is done
         response.headers["Connection"] = "close"
     return response
 

@@ -20,7 +20,6 @@ Results are sorted by score, best first (ties keep the documents' order), then c
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pydantic import Field
@@ -28,17 +27,12 @@ from quart import Blueprint, Response, request
 
 from llama_ffi import RerankPrompt
 
-from ..engine import Embedding, Engine, InvalidRequest
 from ._body import ApiModel, JsonInt, read_json_object, validate
 from ._context import ApiContext, json_response
-from ._errors import ApiError, invalid, not_supported, to_api_error
+from ._embeddings import embed_all
+from ._errors import invalid, not_supported
 
 ROUTES = ("/rerank", "/reranking", "/v1/rerank", "/v1/reranking")
-
-# Pairs one request keeps queued at once. The worker evaluates one per step: one evaluated and
-# one waiting keep it busy, and a long list of documents never fills the wait queue alone.
-_IN_FLIGHT = 2
-
 
 class RerankRequest(ApiModel):
     query: str
@@ -62,37 +56,6 @@ def document_texts(value: list[Any] | None, field: str) -> list[str]:
             raise invalid(f"'{field}[{i}]' must be a string or an object with a string 'text'")
         texts.append(item)
     return texts
-
-
-async def score_all(engine: Engine, inputs: list[list[int]], field: str) -> list[Embedding]:
-    """Each input's rank-pooled output, at most ``_IN_FLIGHT`` of them queued at a time.
-
-    The first failure stops the rest; an input the engine refuses (too long, empty) is a 400
-    naming the document.
-    """
-    results: list[Embedding | None] = [None] * len(inputs)
-    failures: list[tuple[int, BaseException]] = []
-    pending = iter(enumerate(inputs))
-
-    async def lane() -> None:
-        for i, tokens in pending:  # lanes share the iterator: each takes the next pair
-            if failures:
-                return
-            try:
-                results[i] = await engine.embed(tokens)
-            except Exception as exc:
-                failures.append((i, exc))
-                return
-
-    await asyncio.gather(*(lane() for _ in range(min(_IN_FLIGHT, len(inputs)))))
-    if failures:
-        i, exc = min(failures, key=lambda failure: failure[0])
-        if isinstance(exc, InvalidRequest):  # say which document
-            err = to_api_error(exc)
-            raise ApiError(err.status, f"'{field}[{i}]': {err.message}", err.type,
-                           extra=err.extra) from None
-        raise exc
-    return [r for r in results if r is not None]
 
 
 def format_results(req: RerankRequest, texts: list[str], scores: list[float],
@@ -128,7 +91,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         texts = document_texts(req.documents if req.documents is not None else req.texts,
                                field)
         inputs = await ctx.run_blocking(prompt.tokenize, req.query, texts)
-        outputs = await score_all(engine, inputs, field)
+        outputs = await embed_all(engine, inputs, field)
         scores = [out.vectors[0][0] for out in outputs]
         results = format_results(req, texts, scores, tei)
         if tei:

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llama_ffi import InvalidTokenError, SamplerParams
+from llama_ffi import GrammarError, InvalidTokenError, SamplerParams
 
-from ..engine import Engine, GenerationRequest, PreparedRequest, SystemPrompt, TokenBudget
+from ..engine import (Engine, GenerationRequest, InvalidRequest, PreparedRequest, SystemPrompt,
+                      TokenBudget)
 from ..settings import ServerSettings
 from .._json_grammar import SchemaError, schema_to_grammar
 from ._errors import invalid
@@ -68,18 +69,37 @@ def effective_seed(opts: GenerationOptions, defaults: RequestDefaults) -> int:
     return RANDOM_SEED if seed < 0 else seed & 0xFFFFFFFF
 
 
-def grammar_of(opts: GenerationOptions, schema: Any = None) -> str | None:
-    """GBNF from ``grammar``, ``json_schema`` or an OpenAI ``response_format`` schema."""
+class Grammar(str):
+    """GBNF text that knows the request field it was made from, for the 400 that names it
+    when libllama refuses the grammar (``"grammar"``, ``"json_schema"``, ``"tools"``, ...)."""
+
+    field: str
+
+    def __new__(cls, text: str, field: str) -> Grammar:
+        grammar = super().__new__(cls, text)
+        grammar.field = field
+        return grammar
+
+
+def schema_grammar(schema: Any, field: str) -> Grammar:
+    """GBNF for the JSON schema in ``field``; a 400 naming the field if it cannot be used."""
+    try:
+        return Grammar(schema_to_grammar(schema), field)
+    except SchemaError as exc:
+        raise invalid(f"Unsupported JSON schema in '{field}': {exc}") from None
+
+
+def grammar_of(opts: GenerationOptions, schema: Any = None,
+               field: str = "json_schema") -> Grammar | None:
+    """GBNF from ``grammar``, ``json_schema`` or an OpenAI ``response_format`` schema (whose
+    place in the request is ``field``)."""
     if schema is None and opts.json_schema is not None:
-        schema = opts.json_schema
+        schema, field = opts.json_schema, "json_schema"
     if schema is not None and opts.grammar:
         raise invalid("Either 'json_schema' or 'grammar' can be given, not both")
     if schema is not None:
-        try:
-            return schema_to_grammar(schema)
-        except SchemaError as exc:
-            raise invalid(f"Unsupported JSON schema: {exc}") from None
-    return opts.grammar or None
+        return schema_grammar(schema, field)
+    return Grammar(opts.grammar, "grammar") if opts.grammar else None
 
 
 def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
@@ -102,9 +122,12 @@ def resolve(engine: Engine, defaults: RequestDefaults, opts: GenerationOptions,
                                        read.bos_added, grammar=grammar, seed=seed,
                                        truncate=truncate, media=read.media, owner=read.owner,
                                        budget=budget))
-    except BaseException:
+    except BaseException as exc:
         if read.owner is not None:
             read.owner.close()
+        if isinstance(exc, InvalidRequest) and isinstance(exc.__cause__, GrammarError):
+            field = grammar.field if isinstance(grammar, Grammar) else "grammar"
+            raise invalid(f"Invalid grammar from '{field}': {exc.message}") from None
         raise
 
 

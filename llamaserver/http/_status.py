@@ -2,23 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BeforeValidator, Field, WithJsonSchema
 from quart import Blueprint, Response, request
 
 from ..engine import Engine, SystemPrompt
-from ._body import ApiModel, read_json_object, validate
+from ._body import M, ApiModel, read_json_object, validate
 from ._context import ApiContext, json_response
 from ._errors import ApiError, invalid, not_supported
 from ._llama_shapes import default_slot, slot_entry
 from ._options import SystemPromptObject
 
 
-def _flag(name: str) -> bool:
-    """A query flag: present means on, unless it says 0/false/no."""
-    if name not in request.args:
-        return False
-    return request.args.get(name, "").strip().lower() not in ("0", "false", "no", "off")
+def _flag_value(value: Any) -> Any:
+    # a query flag: present means on ("?include_slots"), unless it says 0/false/no/off
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off")
+    return value
+
+
+QueryFlag = Annotated[bool, BeforeValidator(_flag_value), WithJsonSchema({
+    "type": "string", "description": "present means on, unless it says 0, false, no or off"})]
+
+
+def _flag_field(description: str) -> Any:
+    # off when absent; the schema's default would be a bool where the query holds text
+    return Field(False, description=description,
+                 json_schema_extra=lambda schema: schema.pop("default", None))
+
+
+class HealthQuery(ApiModel):
+    include_slots: QueryFlag = _flag_field("add the slots (needs the API key when keys are set)")
+    fail_on_no_slot: QueryFlag = _flag_field("503 when no slot is idle")
+
+
+class SlotsQuery(ApiModel):
+    fail_on_no_slot: QueryFlag = _flag_field("503 when no slot is idle")
+
+
+def _slot_id(value: Any) -> Any:
+    # the path gives text; a decimal of at most 10 characters is a slot id, the rest is refused
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit() \
+            and len(value) <= 10:
+        return int(value)
+    return value
+
+
+class SlotPath(ApiModel):
+    id_slot: Annotated[int, BeforeValidator(_slot_id)]
+
+
+class SlotActionQuery(ApiModel):
+    action: Literal["save", "restore", "erase"]
+
+
+def query(model: type[M]) -> M:
+    return validate(model, request.args.to_dict())
 
 
 def slot_entries(ctx: ApiContext) -> list[dict[str, Any]]:
@@ -118,9 +158,10 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         payload: dict[str, Any] = {
             "status": "ok" if idle > 0 else "no slot available",
             "slots_idle": idle, "slots_processing": processing}
-        if _flag("include_slots") and ctx.settings.endpoint_slots:
+        flags = query(HealthQuery)
+        if flags.include_slots and ctx.settings.endpoint_slots:
             payload["slots"] = slot_entries(ctx)
-        status = 503 if (idle == 0 and _flag("fail_on_no_slot")) else 200
+        status = 503 if (idle == 0 and flags.fail_on_no_slot) else 200
         return json_response(payload, status)
 
     bp.add_url_rule("/health", "health", health, methods=["GET"])
@@ -155,8 +196,9 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if not ctx.settings.endpoint_slots:
             raise not_supported("This server does not support slots endpoint. Start it "
                                 "without `--no-slots`")
+        flags = query(SlotsQuery)
         entries = slot_entries(ctx)
-        if _flag("fail_on_no_slot") and all(e["is_processing"] for e in entries):
+        if flags.fail_on_no_slot and all(e["is_processing"] for e in entries):
             raise ApiError(503, "no slot available", "unavailable_error", retry_after=1)
         return json_response(entries)
 
@@ -166,10 +208,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             raise not_supported("This server does not support slots action. Start it with "
                                 "`--slot-save-path`")
         engine = ctx.ready_engine()
-        if not id_slot.isascii() or not id_slot.lstrip("-").isdigit() or len(id_slot) > 10:
-            raise invalid(f"Invalid slot id {id_slot[:32]!r}")
-        slot = int(id_slot)
-        action = request.args.get("action", "")
+        slot = validate(SlotPath, {"id_slot": id_slot}).id_slot
+        action = query(SlotActionQuery).action
         req = validate(SlotActionRequest, await read_json_object(request))
         if action in ("save", "restore"):
             if not req.filename:
@@ -185,10 +225,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
                 "id_slot": restored.id_slot, "filename": restored.filename,
                 "n_restored": restored.n_restored, "n_read": restored.n_read,
                 "timings": {"restore_ms": restored.restore_ms}})
-        if action == "erase":
-            erased = await engine.erase_slot(slot)
-            return json_response({"id_slot": erased.id_slot, "n_erased": erased.n_erased})
-        raise invalid("Invalid action: use save, restore or erase")
+        erased = await engine.erase_slot(slot)
+        return json_response({"id_slot": erased.id_slot, "n_erased": erased.n_erased})
 
     async def models() -> Response:
         engine = ctx.engine if ctx.state == "ready" else None

@@ -20,6 +20,7 @@ from typing import Any
 
 from .._json_grammar import SchemaError, schema_to_grammar
 from ._errors import invalid
+from ._resolve import Grammar
 
 
 def new_call_id() -> str:
@@ -33,7 +34,7 @@ class ToolPlan:
     tools: list[dict[str, Any]]   # the functions: {"name", "description", "parameters"}
     required: bool                # a tool must be called (tool_choice "required" or a name)
     parallel: bool                # several calls in one answer
-    grammar: str
+    grammar: str   # a Grammar naming "tools" (a native format's may be composed)
     note: str                     # the system note that describes the tools and the format
 
     def read(self, text: str, cut: bool = False) -> tuple[str | None, list[dict[str, Any]]]:
@@ -142,12 +143,13 @@ def call_schema(chosen: list[dict[str, Any]], arguments_key: str = "arguments"
     return call, shared
 
 
-def tools_grammar(schema: dict[str, Any], root: str = "root") -> str:
+def tools_grammar(schema: dict[str, Any], root: str = "root") -> Grammar:
     """Compact GBNF for a schema made of :func:`call_schema` (400 when it is not usable)."""
     try:
-        return schema_to_grammar(schema, root=root, compact=True)
+        return Grammar(schema_to_grammar(schema, root=root, compact=True), "tools")
     except SchemaError as exc:
-        raise invalid(f"a tool's parameters are not a usable JSON schema: {exc}") from None
+        raise invalid(f"a tool's parameters in 'tools' are not a usable JSON schema: {exc}"
+                      ) from None
 
 
 _RESPONSE_START = re.compile(r'\s*\{\s*"response"\s*:\s*"')

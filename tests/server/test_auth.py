@@ -65,3 +65,18 @@ def test_include_slots_needs_the_key_while_a_prompt_runs(keyed: Running,
         shown = anon.get("/health?include_slots", headers=_authed())
         assert shown.status_code == 200
         assert any(s["prompt"] == SECRET_PROMPT for s in shown.json()["slots"])
+
+
+def test_the_api_description_needs_the_key_and_says_so(anon: httpx.Client) -> None:
+    for path in ("/openapi.json", "/docs"):
+        error_of(anon.get(path), 401, "authentication_error")
+    doc = anon.get("/openapi.json", headers={"X-Api-Key": KEY}).json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer",
+                                 "description": schemes["bearer"]["description"]}
+    assert schemes["apiKey"]["in"] == "header" and schemes["apiKey"]["name"] == "X-Api-Key"
+    assert doc["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert {} in doc["paths"]["/health"]["get"]["security"]  # public, key optional
+    assert "401" in doc["paths"]["/completion"]["post"]["responses"]
+    page = anon.get("/docs", headers=_authed())
+    assert page.status_code == 200 and "X-Api-Key" in page.text

@@ -59,10 +59,27 @@ def test_json_object_grammar_parses(vocab_model: Model) -> None:
     False, {"type": "frobnicate"}, {"$ref": "https://example.com/s.json"},
     {"$ref": "#/$defs/missing"}, {"type": "string", "pattern": "a+"}, {"enum": []},
     {"type": "array", "minItems": 5, "maxItems": 2}, {"allOf": [{"type": "string"}]}, 5,
+    {"type": "string", "maxLength": 2.5}, {"type": "array", "minItems": True},
+    {"type": "object", "properties": {"a": {}}, "required": "a"},
+    {"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}},
+    {"enum": [f"value {i}" for i in range(100_000)]},
 ])
 def test_unsupported_schemas_raise(schema: object) -> None:
     with pytest.raises(SchemaError):
         schema_to_grammar(schema)
+
+
+def _optional_properties(n: int) -> dict[str, object]:
+    return {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(n)}}
+
+
+def test_optional_properties_make_a_grammar_of_linear_size(vocab_model: Model) -> None:
+    # each optional member used to repeat every later one: 2,000 made a 60 MB grammar
+    small, large = (schema_to_grammar(_optional_properties(n)) for n in (200, 2000))
+    assert len(large) < 12 * len(small) and len(large) < 1 << 20
+    SamplerChain(vocab_model, SamplerParams(grammar=large)).close()
+    with pytest.raises(SchemaError, match="larger than"):
+        schema_to_grammar(_optional_properties(50_000))
 
 
 def test_generation_follows_the_schema(client: httpx.Client) -> None:
