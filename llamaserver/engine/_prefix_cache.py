@@ -4,8 +4,9 @@ A radix tree over token ids per set of LoRA scales (a prefix computed under othe
 other keys and values) knows which entry holds how much of a prompt: a slot's sequence (the
 shared system prompt's among them, pinned), or a sequence's state saved to host memory when a
 slot was about to be overwritten.  A slot about to evaluate a prompt takes the longest prefix
-wherever it is: its own cells, another sequence's (copied with ``seq_cp``, across KV streams
-too), or host memory (``state_seq_set``); only the rest is evaluated.  Host memory is bounded
+wherever it is: its own cells, another sequence's (``seq_cp``, or through host memory when a
+whole-stream copy would move far more than the cells), or host memory (``state_seq_set``); only
+the rest is evaluated.  Host memory is bounded
 (``--cache-ram``) and evicts the least recently used.  Everything here runs on the worker
 thread.
 """
@@ -56,6 +57,9 @@ class PrefixCache:
         self._host_keys = itertools.count()
         self._ram = ram_bytes            # 0: no host memory; < 0: no bound
         self.host_bytes = 0
+        # sequences given another stream's cells by seq_cp: libllama moves the buffer at the
+        # next decode, so until then their cells must not be read (state_seq_get)
+        self._unsettled: set[int] = set()
         self.hits = 0                    # prompts that took a prefix from elsewhere
         self.tokens_reused = 0           # ... and how many tokens that saved
 
@@ -111,10 +115,18 @@ class PrefixCache:
             if n < len(entry.tokens):
                 ctx.seq_rm(target.seq, n, -1)
             tokens = entry.tokens[:n]
-        else:
-            # Across KV streams libllama copies whole sequences only (the copy happens at the
-            # next decode); within one stream this just tags cells.  Either way: all, then trim.
+        elif (ctx.kv_unified or 2 * len(source.tokens) >= ctx.n_ctx_seq
+              or source.seq in self._unsettled):
+            # Within one KV stream this only tags cells.  Across streams libllama copies the
+            # whole stream buffer (at the next decode), whatever the sequence holds: worth it
+            # when the sequence fills half of it or more.  Either way: all, then trim.
             ctx.seq_cp(source.seq, target.seq, -1, -1)
+            ctx.seq_rm(target.seq, n, -1)
+            if not ctx.kv_unified:
+                self._unsettled.add(target.seq)
+            tokens = tuple(source.tokens[:n])
+        else:  # a few cells of a large stream: copy just them, through host memory
+            ctx.state_seq_set(target.seq, ctx.state_seq_get(source.seq))
             ctx.seq_rm(target.seq, n, -1)
             tokens = tuple(source.tokens[:n])
         target.adopt(tokens)
@@ -123,13 +135,18 @@ class PrefixCache:
         target.hits += 1
         target.reused += n
 
+    def settled(self) -> None:
+        """The context decoded: every pending stream copy has been made."""
+        self._unsettled.clear()
+
     # ------------------------------------------------------------------ host memory
 
     def save(self, cache: SequenceCache) -> None:
         """Keep ``cache``'s valid cells in host memory before they are overwritten, unless they
         are few, held elsewhere already, or over the memory bound."""
         n = cache.n_valid
-        if self._ram == 0 or n < MIN_SAVE or cache.pos != len(cache.tokens):
+        if (self._ram == 0 or n < MIN_SAVE or cache.pos != len(cache.tokens)
+                or cache.seq in self._unsettled):
             return
         tree = self._tree(cache.lora)
         held, owners = tree.longest(cache.tokens[:n])

@@ -241,6 +241,8 @@ class Worker:
         t1 = _perf()
         try:
             self.ctx.decode(self.batch)
+            if self.prefix is not None:
+                self.prefix.settled()
         except Exception as exc:  # a failed decode fails the requests in it, not the server
             _log.error("decode failed: %s", exc)
             self.fail_batch(EngineError(f"decode failed: {exc}"))
