@@ -14,7 +14,7 @@ from typing import Any
 from .engine import EngineConfig
 from .settings import ServerSettings
 
-__all__ = ["ConfigError", "engine_config"]
+__all__ = ["ConfigError", "check_files", "engine_config"]
 
 _log = logging.getLogger("llamaserver")
 
@@ -66,6 +66,14 @@ def engine_config(settings: ServerSettings, model: Path | None = None,
         system_prompt=text, user_name=user, assistant_name=assistant,
         slot_save_path=s.slot_save_path,
     )
+
+
+def check_files(settings: ServerSettings) -> None:
+    """Read the files the settings name, as ``engine_config`` will (``ConfigError`` naming the
+    flag): the ``llamaserver`` command checks them before it listens."""
+    _chat_template(settings)
+    if settings.system_prompt_file:
+        read_system_prompt_file(Path(settings.system_prompt_file))
 
 
 def _model_default(value: float) -> float | None:

@@ -336,6 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.model is not None and not Path(settings.model).expanduser().is_file():
         print_line("error", f"model file not found: {settings.model}")
         return 1
+    from ._engine_config import ConfigError
+    from ._preflight import preflight
+
+    try:
+        preflight(settings)
+    except ConfigError as exc:
+        print_line("error", str(exc))
+        return 1
     try:
         configure_logging(settings)
         for line in upstream.notes(settings.not_applied):
