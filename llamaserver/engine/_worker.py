@@ -183,9 +183,7 @@ class Worker:
             commands = list(self._commands)
             self._commands.clear()
         for slot in list(self.active):
-            if slot.job is not None:
-                self.send(slot.job, error)
-            self.release(slot)
+            self._cut(slot, error)
         for item in pending:
             if not isinstance(item, SystemPromptUpdate):
                 item.drop()
@@ -193,6 +191,20 @@ class Worker:
         for _, future in commands:
             future.set_exception(error)
         self._flush()
+
+    def _cut(self, slot: Slot, error: EngineError) -> None:
+        """A request running at shutdown ends with what it has and a final event saying so."""
+        gen, job = slot.gen, slot.job
+        if gen is not None and job is not None and not job.cancelled:
+            gen.stopped_shutdown = True
+            try:
+                self.finish(slot)
+                return
+            except Exception:  # the request, not the shutdown, fails
+                _log.exception("slot %d: could not end the request at shutdown", slot.id)
+        if job is not None:
+            self.send(job, error)
+        self.release(slot)
 
     # ------------------------------------------------------------------ one step
 

@@ -20,11 +20,11 @@ MAX_DEPTH = 64
 M = TypeVar("M", bound=BaseModel)
 
 
-def _reject_constant(name: str) -> Any:
+def parse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
-def _finite_float(text: str) -> float:
+def parse_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"number {text[:32]} is out of range")
@@ -34,16 +34,16 @@ def _finite_float(text: str) -> float:
 def loads_strict(raw: bytes | str) -> Any:
     """``json.loads`` that refuses non-finite numbers and deep nesting (400 on failure)."""
     try:
-        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(raw, parse_constant=parse_constant, parse_float=parse_float)
     except RecursionError:
         raise invalid(f"JSON nesting is deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, bad UTF-8, non-finite numbers, huge ints
         raise invalid(f"Invalid JSON in request body: {exc}") from None
-    _check_tree(value)
+    check_tree(value)
     return value
 
 
-def _check_tree(value: Any) -> None:
+def check_tree(value: Any) -> None:
     """Bounded nesting, and text that can be encoded: JSON's ``\\ud800`` escapes decode to lone
     surrogates, which no tokenizer (and no UTF-8 writer) accepts."""
     stack: list[tuple[Any, int, tuple[Any, ...]]] = [(value, 1, ())]
@@ -102,12 +102,17 @@ def validate(model: type[M], data: Any) -> M:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    return describe_errors(exc.errors())
+
+
+def describe_errors(errors: list[Any], prefix: tuple[Any, ...] = ()) -> str:
+    """pydantic's errors as one message; ``prefix``: where the validated value sits."""
     parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if not _is_union_tag(p))
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in (*prefix, *err.get("loc", ())) if not _is_union_tag(p))
         msg = err.get("msg", "invalid value")
         parts.append(f"'{loc}': {msg}" if loc else msg)
-    more = len(exc.errors()) - 5
+    more = len(errors) - 5
     if more > 0:
         parts.append(f"and {more} more")
     return "Invalid request: " + "; ".join(parts)

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import Field
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from ..engine import Engine, FinalEvent, PreparedRequest, TokenEvent
 from .._json_grammar import JSON_GRAMMAR
-from ._body import ApiModel, JsonInt, read_json_object, validate
+from ._body import JsonInt
 from ._context import ApiContext, json_response
 from ._errors import invalid
+from ._intake import read_model
 from ._llama_shapes import Pieces, timings
 from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, finish_reason, new_id, now,
                       stream_choices, usage, verbose_view)
@@ -86,7 +87,7 @@ def prepare_chat(ctx: ApiContext, engine: Engine, opts: ChatRequest
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     async def chat_completions() -> Response:
-        opts = validate(ChatRequest, await read_json_object(request))
+        opts = await read_model(ctx, ChatRequest, check=ctx.limits.check_chat)
         engine = ctx.ready_engine()
         if opts.max_completion_tokens is not None and opts.max_tokens is None:
             opts.max_tokens = opts.max_completion_tokens
@@ -118,7 +119,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/apply-template")
     async def apply_template() -> Response:
-        opts = validate(ChatTemplateOptions, await read_json_object(request))
+        opts = await read_model(ctx, ChatTemplateOptions, check=ctx.limits.check_chat)
         engine = ctx.ready_engine()
 
         def render() -> str:

@@ -7,9 +7,10 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from ..engine import Engine, SystemPrompt
-from ._body import ApiModel, read_json_object, validate
+from ._body import ApiModel
 from ._context import ApiContext, json_response
 from ._errors import ApiError, invalid, not_supported
+from ._intake import read_model
 from ._llama_shapes import default_slot, slot_entry
 from ._options import SystemPromptObject
 
@@ -125,7 +126,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if not ctx.settings.endpoint_props:
             raise not_supported("This server does not support changing global properties. "
                                 "Start it with `--props`")
-        update = validate(PropsUpdate, await read_json_object(request))
+        update = await read_model(ctx, PropsUpdate)
         engine = ctx.ready_engine()
         sp = update.system_prompt
         if isinstance(sp, SystemPromptObject):
@@ -160,7 +161,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             raise invalid(f"Invalid slot id {id_slot[:32]!r}")
         slot = int(id_slot)
         action = request.args.get("action", "")
-        req = validate(SlotActionRequest, await read_json_object(request))
+        req = await read_model(ctx, SlotActionRequest)
         if action in ("save", "restore"):
             if not req.filename:
                 raise invalid("'filename' is required")
