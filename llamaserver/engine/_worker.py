@@ -5,8 +5,8 @@ Each step:
 1. runs queued commands (slot save/restore/erase), frees the slots of cancelled requests;
 2. admits waiting requests into idle slots (:mod:`._admission`);
 3. builds one batch: one token for every generating slot, then prompt chunks of the slots
-   still reading their prompts, up to ``n_batch`` tokens (libllama splits it into ubatches),
-   with the LoRA scales of this step (:mod:`._lora`);
+   still reading their prompts, as many as a short step takes (:mod:`._pace`; at most
+   ``n_batch`` tokens), with the LoRA scales of this step (:mod:`._lora`);
 4. decodes once and lets every slot with logits sample (:mod:`._generation`);
 5. hands the step's events to the event pump (:mod:`._pump`), which wakes the event loop(s)
    while the next step decodes.
@@ -34,6 +34,7 @@ from ._errors import EngineError, InvalidRequest, NotReady, Overloaded
 from ._job import EmbeddingJob, Job, SystemPromptUpdate
 from ._lora import LoraTurns
 from ._metrics import Metrics
+from ._pace import StepPace
 from ._pump import Delivery
 from ._shared import SharedPrefix
 from ._slot import GENERATING, IDLE, PROMPT, Slot
@@ -83,6 +84,7 @@ class Worker:
         self.eog = frozenset(self.vocab.eog_tokens)
         self.batch = Batch(max(config.n_batch, config.n_slots))
         self.admission = Admission(self)
+        self.pace = StepPace(config.n_batch)  # prompt tokens per step
         self.active: list[Slot] = []     # busy slots, sorted by sequence id
         self.n_idle = config.n_slots
         self.avg_request_s = 1.0
@@ -251,6 +253,7 @@ class Worker:
         t2 = _perf()
 
         m = self.metrics
+        self.pace.on_decode(n_gen + n_prompt, n_prompt, t2 - t1)
         self._sample_s = 0.0
         m.n_decode_total += 1
         m.n_busy_slots_total += len(self.active)
@@ -350,7 +353,7 @@ class Worker:
         n_generating = sum(1 for slot in self.active
                            if slot.state == GENERATING and slot.lora == lora)
         prompts_allowed = self.config.cont_batching or n_generating == 0
-        budget = self.config.n_batch - n_generating
+        budget = min(self.config.n_batch - n_generating, self.pace.prompt_budget())
         n_gen = n_prompt = 0
         for slot in list(self.active):  # kept sorted by sequence id
             if slot.lora != lora:
