@@ -89,6 +89,10 @@ class Report:
             "fds": {"baseline": self.baseline.get("fds"), "end": self.end.get("fds")},
             "threads": {"baseline": self.baseline.get("threads"),
                         "end": self.end.get("threads")},
+            "machine_load": {"min": min((s["load"] for s in self.samples), default=None),
+                             "mean": round(sum(s["load"] for s in self.samples) /
+                                           max(1, len(self.samples)), 2),
+                             "max": max((s["load"] for s in self.samples), default=None)},
             "slots_busy_end": self.end.get("slots_busy"), "queue_end": self.end.get("queue"),
             "exit_status": self.exit_status, "traceback_in_log": self.traceback_in_log,
         }
@@ -266,6 +270,7 @@ class Soak:
     async def watch_process(self, stop: asyncio.Event, t_start: float) -> None:
         while not stop.is_set():
             self.report.samples.append({"t": round(time.monotonic() - t_start, 1),
+                                        "load": os.getloadavg()[0],
                                         **process_sample(self.server.proc.pid)})
             await asyncio.sleep(self.config.sample_every)
 

@@ -31,7 +31,8 @@ from pydantic import BaseModel, ValidationError
 from quart import request
 from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
-from ._body import check_tree, describe_errors, loads_strict, parse_constant, parse_float, validate
+from ._body import (MAX_DEPTH, check_tree, describe_errors, loads_strict, parse_constant,
+                    parse_float, validate)
 from ._errors import ApiError, invalid
 
 if TYPE_CHECKING:
@@ -164,14 +165,11 @@ def parse_body(raw: bytes) -> Any:
     if _most_values(raw) <= min(_C_PARSE_VALUES, MAX_JSON_VALUES, MAX_JSON_CONTAINERS):
         return loads_strict(raw)
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise invalid(f"Invalid JSON in request body: {exc}") from None
-    try:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")  # as json.loads does
         value = _CountingDecoder().decode(text)
     except RecursionError:
-        raise invalid("JSON nesting is too deep") from None
-    except ValueError as exc:
+        raise invalid(f"JSON nesting is deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # bad encoding too
         raise invalid(f"Invalid JSON in request body: {exc}") from None
     check_tree(value)
     return value
