@@ -43,7 +43,9 @@ def check_projector_file(model_path: str | os.PathLike[str], mmproj_path: str | 
     if done.returncode == 0:
         return
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    detail = next((line for line in lines if "GGML_ASSERT" in line or "Error" in line), lines[-1] if lines else "")
+    # a failed assertion says what is wrong; else the child's last line, the exception it raised
+    detail = next((line for line in lines if "GGML_ASSERT" in line), lines[-1] if lines else "")
+    detail = detail.split("ModelLoadError: ", 1)[-1]
     if done.returncode < 0:
         how = f"crashed the loading process ({signal.Signals(-done.returncode).name})"
     else:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from llama_ffi._errors import InvalidTokenError, LlamaError, describe
 from llama_ffi._ffi import ffi, lib
+from llama_ffi._special_split import MIN_BYTES, SpecialSplitter
 
 if TYPE_CHECKING:
     from llama_ffi._model import Model
@@ -62,6 +63,7 @@ class Vocab:
         # token_to_piece runs once per generated token.
         self._pieces: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
         self._eog: tuple[int, ...] | None = None
+        self._splitters: dict[bool, SpecialSplitter] = {}  # by parse_special, built on first use
 
     def _vocab(self) -> Any:
         if self._model._ptr is None:
@@ -115,8 +117,22 @@ class Vocab:
 
     def tokenize(self, text: str | bytes, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Token ids of ``text``; ``add_special`` adds BOS/EOS as the model wants, ``parse_special``
-        turns special-token text (e.g. ``<|im_start|>``) into those tokens."""
+        turns special-token text (e.g. ``<|im_start|>``) into those tokens.
+
+        A long text is tokenized in pieces cut after special-token texts (``_special_split``):
+        the same tokens, without libllama's quadratic cost in their number."""
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        if len(data) < MIN_BYTES or (add_special and self.add_eos) or self.type not in ("bpe", "spm"):
+            return self._tokenize(data, add_special, parse_special)
+        splitter = self._splitters.get(parse_special)
+        if splitter is None:
+            splitter = self._splitters[parse_special] = SpecialSplitter(self, parse_special)
+        tokens: list[int] = []
+        for i, piece in enumerate(splitter.split(data)):
+            tokens += self._tokenize(piece, add_special and i == 0, parse_special)
+        return tokens
+
+    def _tokenize(self, data: bytes, add_special: bool, parse_special: bool) -> list[int]:
         if len(data) > _INT32_MAX:
             raise ValueError("text too long to tokenize")
         ptr = self._vocab()

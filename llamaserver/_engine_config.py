@@ -15,7 +15,7 @@ from .engine import EngineConfig
 from .engine.config import DraftModelConfig, SpecConfig
 from .settings import ServerSettings
 
-__all__ = ["ConfigError", "engine_config"]
+__all__ = ["ConfigError", "check_files", "engine_config"]
 
 _log = logging.getLogger("llamaserver")
 
@@ -84,6 +84,14 @@ def _speculative(s: ServerSettings) -> SpecConfig | None:
         return None
     return SpecConfig(n_max=s.spec_draft_n_max, n_min=max(1, s.spec_draft_n_min),
                       ngram=s.ngram_speculation, draft_model=draft)
+
+
+def check_files(settings: ServerSettings) -> None:
+    """Read the files the settings name, as ``engine_config`` will (``ConfigError`` naming the
+    flag): the ``llamaserver`` command checks them before it listens."""
+    _chat_template(settings)
+    if settings.system_prompt_file:
+        read_system_prompt_file(Path(settings.system_prompt_file))
 
 
 def _model_default(value: float) -> float | None:

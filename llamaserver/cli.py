@@ -43,6 +43,7 @@ _UPSTREAM_GROUPS = (
     (upstream.REFUSED, "llama-server flags refused (ignoring them would change the answers)"),
 )
 _ROWS_DEST = "not_applied"
+_SWITCH_INTERVAL_S = 0.001
 
 
 def print_line(kind: str, message: str) -> None:
@@ -301,12 +302,23 @@ def _describe(exc: ValidationError, from_env: Set[str] = frozenset()) -> str:
 
 async def _serve(server: LlamaServer) -> BaseException | None:
     """Serve until SIGINT/SIGTERM, or until the model fails to load (returned, as upstream's
-    server exits then rather than answer 503 for ever)."""
+    server exits then rather than answer 503 for ever).
+
+    A signal drains the server while it still listens (new requests get 503, running ones
+    may finish within --shutdown-timeout); a second one stops the wait.  Then hypercorn
+    closes the sockets.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            server.hurry_shutdown()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     failure: list[BaseException] = []
 
     async def load() -> None:
@@ -316,9 +328,13 @@ async def _serve(server: LlamaServer) -> BaseException | None:
             failure.append(exc)
             stop.set()
 
+    async def drained() -> None:
+        await stop.wait()
+        await server.shutdown()
+
     loader = asyncio.ensure_future(load())
     try:
-        await server.serve_async(shutdown_trigger=stop.wait)
+        await server.serve_async(shutdown_trigger=drained)
     finally:
         loader.cancel()
         await asyncio.gather(loader, return_exceptions=True)
@@ -336,6 +352,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.model is not None and not Path(settings.model).expanduser().is_file():
         print_line("error", f"model file not found: {settings.model}")
         return 1
+    from ._engine_config import ConfigError
+    from ._preflight import preflight
+
+    try:
+        preflight(settings)
+    except ConfigError as exc:
+        print_line("error", str(exc))
+        return 1
+    # The process is the server's own: a thread that runs Python (a chat template, a large
+    # body's validation) gives the lock up every 1 ms instead of 5, so the event loop (and
+    # /health) waits at most a few ms per busy thread.
+    sys.setswitchinterval(_SWITCH_INTERVAL_S)
     try:
         configure_logging(settings)
         for line in upstream.notes(settings.not_applied):

@@ -45,7 +45,12 @@ __all__ = ["LlamaServer"]
 
 _log = logging.getLogger("llamaserver")
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# After a drain is cut: how long the views may take to write the answers it gave them.
+_WRITE_GRACE_S = 2.0
+# hypercorn's wait for connections once the drain is over (idle ones close at once).
+_GRACEFUL_S = 2.0
+# hypercorn's default: a connection may sit idle (or send its headers) this long.
+_KEEP_ALIVE_S = 5.0
 
 
 class LlamaServer:
@@ -93,6 +98,7 @@ class LlamaServer:
         if not self._started:
             self._started = True
             self._ctx.load_error = None
+            self._ctx.drain.reset()
             self._ctx.start_executor()
             self._load_task = asyncio.ensure_future(self._load())
         if wait and self._load_task is not None:
@@ -105,10 +111,19 @@ class LlamaServer:
         await self.startup(wait=True)
 
     async def shutdown(self) -> None:
-        """Stop the engine and free the model; the server can be started again."""
+        """Drain, stop the engine and free the model; the server can be started again.
+
+        New requests get 503 at once; running ones may finish within ``shutdown_timeout``
+        (``--shutdown-timeout``); then streams end with a final event that says they were cut
+        and every other request still running gets 503 (see ``http/_drain.py``).
+        """
         if not self._started:
             return
         self._started = False
+        drain = self._ctx.drain
+        drain.start()
+        await drain.wait_idle(self.settings.shutdown_timeout)
+        drain.cut()
         task, self._load_task = self._load_task, None
         if task is not None:
             # A download may be abandoned; a model half-way through loading in the engine's
@@ -116,10 +131,17 @@ class LlamaServer:
             if not task.done() and self._ctx.engine is None:
                 task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        engine, self._ctx.engine = self._ctx.engine, None
+        engine = self._ctx.engine
         if engine is not None:
+            await engine.halt()
+            await drain.wait_idle(_WRITE_GRACE_S)  # the views write what the cut gave them
+            self._ctx.engine = None
             await engine.stop()
         self._ctx.stop_executor()
+
+    def hurry_shutdown(self) -> None:
+        """Stop waiting for running requests in a shutdown under way (a second Ctrl-C)."""
+        self._ctx.drain.hurry()
 
     async def _load(self) -> None:
         from ._download import resolve_mmproj_path, resolve_model_path
@@ -181,7 +203,7 @@ class LlamaServer:
     def _create_app(self) -> Quart:
         settings = self.settings
         app = Quart("llamaserver", static_folder=None)
-        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+        app.config["MAX_CONTENT_LENGTH"] = settings.body_max_bytes
         app.config["BODY_TIMEOUT"] = settings.timeout
         app.config["RESPONSE_TIMEOUT"] = settings.timeout
         app.register_blueprint(self.blueprint(url_prefix=settings.api_prefix or None))
@@ -198,9 +220,13 @@ class LlamaServer:
 
         config = Config()
         config.bind = binds
-        # --timeout bounds reading a request body and writing a non-streamed answer (Quart's
-        # BODY_TIMEOUT / RESPONSE_TIMEOUT).  hypercorn's read_timeout is left unset: it
-        # would also cut a client that waits quietly for a long generation.
+        # --timeout bounds a client's headers (hypercorn counts a connection idle until they
+        # are complete, and closes it after keep_alive_timeout), its body and the writing of a
+        # non-streamed answer (Quart's BODY_TIMEOUT / RESPONSE_TIMEOUT).  hypercorn's
+        # read_timeout is left unset: it would also cut a client that waits quietly for a
+        # long generation.
+        config.keep_alive_timeout = min(_KEEP_ALIVE_S, float(self.settings.timeout))
+        config.graceful_timeout = _GRACEFUL_S
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         if self.settings.ssl_cert_file and self.settings.ssl_key_file:

@@ -96,8 +96,10 @@ class Engine:
         self._thread.start()
         self._state = "ready"
 
-    async def stop(self) -> None:
-        """Cancel every request (their streams raise NotReady) and free the model."""
+    async def halt(self) -> None:
+        """Stop serving: running requests end with a final event that says so
+        (``stopped_shutdown``), queued ones raise NotReady, new ones are refused.  The model
+        stays loaded (callers may still format what they received) until :meth:`stop`."""
         self._stopped = True
         worker, thread = self._worker, self._thread
         if worker is not None:
@@ -105,6 +107,10 @@ class Engine:
             if thread is not None:
                 await asyncio.to_thread(thread.join)
         self._thread = None
+
+    async def stop(self) -> None:
+        """:meth:`halt`, then free the model."""
+        await self.halt()
         self._close_native()
 
     def _close_native(self) -> None:

@@ -34,7 +34,8 @@ class Generation:
     __slots__ = (
         "job", "chain", "decoder", "stop", "n_probs", "n_predict", "t_max_ms", "ignore_eos",
         "eog", "n_decoded", "out_tokens", "parts", "held_tokens", "held_probs", "truncated",
-        "stopped_eos", "stopped_limit", "stopped_word", "stopping_word", "n_prompt_user",
+        "stopped_eos", "stopped_limit", "stopped_word", "stopping_word", "stopped_shutdown",
+        "n_prompt_user",
         "n_prompt_eval", "n_cached", "t_start", "t_prompt_start", "t_prompt_end", "t_last",
         "timings_per_token", "return_progress", "budget", "drafter", "draft_n",
         "draft_accepted", "_send",
@@ -66,6 +67,7 @@ class Generation:
         self.held_probs: list[TokenProbs] = []
         self.truncated = truncated
         self.stopped_eos = self.stopped_limit = self.stopped_word = False
+        self.stopped_shutdown = False
         self.stopping_word = ""
         self.n_prompt_user = n_prompt_user
         self.n_prompt_eval = n_prompt_eval
@@ -190,7 +192,7 @@ class Generation:
             tokens_cached=self.n_cached, truncated=self.truncated,
             stopped_eos=self.stopped_eos, stopped_limit=self.stopped_limit,
             stopped_word=self.stopped_word, stopping_word=self.stopping_word,
-            timings=self.timings())
+            timings=self.timings(), stopped_shutdown=self.stopped_shutdown)
 
     @property
     def n_remain(self) -> int:

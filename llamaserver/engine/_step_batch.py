@@ -48,6 +48,7 @@ def _fill_with(w: Worker, lora: tuple[float, ...]) -> tuple[int, int]:
     n_generating = sum(1 for slot in w.active if slot.state == GENERATING and slot.lora == lora)
     prompts_allowed = config.cont_batching or n_generating == 0
     budget = config.n_batch - n_generating
+    prompt_budget = w.pace.prompt_budget()  # a step of about 0.1 s (._pace)
     if w.draft_model is not None and n_generating:
         _run_draft_model(w, lora, budget)
     n_gen = n_prompt = 0
@@ -74,14 +75,15 @@ def _fill_with(w: Worker, lora: tuple[float, ...]) -> tuple[int, int]:
                 slot.draft = draft
                 n_gen += len(draft)
                 budget -= len(draft)
-        elif slot.state == PROMPT and prompts_allowed and budget > 0:
+        elif slot.state == PROMPT and prompts_allowed and min(budget, prompt_budget) > 0:
+            room = min(budget, prompt_budget)
             if self_extend:
                 # keep raw positions within one group window of the compressed ones
                 slot.cache.compress(ga_n, ga_w)
-                taken = slot.feed_prompt(batch, min(budget, ga_w))
-            else:
-                taken = slot.feed_prompt(batch, budget)
+                room = min(room, ga_w)
+            taken = slot.feed_prompt(batch, room)
             budget -= taken
+            prompt_budget -= taken
             n_prompt += taken
     return n_gen, n_prompt
 

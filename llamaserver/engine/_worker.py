@@ -5,8 +5,8 @@ Each step:
 1. runs queued commands (slot save/restore/erase), frees the slots of cancelled requests;
 2. admits waiting requests into idle slots (:mod:`._admission`);
 3. builds one batch: one token for every generating slot, then prompt chunks of the slots
-   still reading their prompts, up to ``n_batch`` tokens (libllama splits it into ubatches),
-   with the LoRA scales of this step (:mod:`._lora`);
+   still reading their prompts, as many as a short step takes (:mod:`._pace`; at most
+   ``n_batch`` tokens), with the LoRA scales of this step (:mod:`._lora`);
 4. decodes once and lets every slot with logits sample (:mod:`._generation`);
 5. hands the step's events to the event pump (:mod:`._pump`), which wakes the event loop(s)
    while the next step decodes.
@@ -35,6 +35,7 @@ from ._job import EmbeddingJob, Job, SystemPromptUpdate
 from ._lora import LoraTurns
 from ._metrics import Metrics
 from ._prefix_cache import PrefixCache
+from ._pace import StepPace
 from ._pump import Delivery
 from ._shared import SharedPrefix
 from ._slot import GENERATING, IDLE, PROMPT, Slot
@@ -93,6 +94,7 @@ class Worker:
         self.eog = frozenset(self.vocab.eog_tokens)
         self.batch = Batch(max(config.n_batch, config.n_slots))
         self.admission = Admission(self)
+        self.pace = StepPace(config.n_batch)  # prompt tokens per step
         self.active: list[Slot] = []     # busy slots, sorted by sequence id
         self.n_idle = config.n_slots
         self.avg_request_s = 1.0
@@ -193,9 +195,7 @@ class Worker:
             commands = list(self._commands)
             self._commands.clear()
         for slot in list(self.active):
-            if slot.job is not None:
-                self.send(slot.job, error)
-            self.release(slot)
+            self._cut(slot, error)
         for item in pending:
             if not isinstance(item, SystemPromptUpdate):
                 item.drop()
@@ -203,6 +203,20 @@ class Worker:
         for _, future in commands:
             future.set_exception(error)
         self._flush()
+
+    def _cut(self, slot: Slot, error: EngineError) -> None:
+        """A request running at shutdown ends with what it has and a final event saying so."""
+        gen, job = slot.gen, slot.job
+        if gen is not None and job is not None and not job.cancelled:
+            gen.stopped_shutdown = True
+            try:
+                self.finish(slot)
+                return
+            except Exception:  # the request, not the shutdown, fails
+                _log.exception("slot %d: could not end the request at shutdown", slot.id)
+        if job is not None:
+            self.send(job, error)
+        self.release(slot)
 
     # ------------------------------------------------------------------ one step
 
@@ -251,6 +265,7 @@ class Worker:
         t2 = _perf()
 
         m = self.metrics
+        self.pace.on_decode(n_gen + n_prompt, n_prompt, t2 - t1)
         self._sample_s = 0.0
         m.n_decode_total += 1
         m.n_busy_slots_total += len(self.active)

@@ -150,7 +150,8 @@ class FinalEvent:
 
     ``tokens_evaluated`` counts the request's own prompt tokens (after truncation);
     ``tokens_cached`` the prompt tokens found in the slot (``n_past`` after reuse, the shared
-    system prompt included).
+    system prompt included).  ``stopped_shutdown``: the engine stopped before the request
+    ended (``Engine.stop``); the counts and text are what it had.
     """
 
     content: str
@@ -165,6 +166,7 @@ class FinalEvent:
     stopped_word: bool
     stopping_word: str
     timings: Timings
+    stopped_shutdown: bool = False
 
 
 @dataclass(frozen=True, slots=True)

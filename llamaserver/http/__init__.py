@@ -36,6 +36,7 @@ from . import (_anthropic, _chat, _completion, _docs, _embeddings, _lora, _metri
                _oai_completions, _rerank, _responses, _status, _tokenize)
 from ._auth import add_app_auth, add_auth
 from ._context import ApiContext
+from ._drain import add_gate
 from ._errors import ApiError, error_response, register_error_handlers
 
 __all__ = ["ApiContext", "ApiError", "add_app_auth", "create_blueprint", "error_response",
@@ -47,6 +48,7 @@ def create_blueprint(ctx: ApiContext, *, name: str = "llamaserver",
     bp = Blueprint(name, __name__, url_prefix=url_prefix or None)
     register_error_handlers(bp)
     add_auth(bp, ctx)
+    add_gate(bp, ctx.drain)
     for module in (_status, _completion, _oai_completions, _chat, _embeddings, _rerank,
                    _tokenize, _lora, _metrics, _anthropic, _responses, _docs):
         module.add_routes(bp, ctx)

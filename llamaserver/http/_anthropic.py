@@ -15,17 +15,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from ..engine import FinalEvent
 from ._anthropic_request import MessagesRequest, to_chat
-from ._body import read_json_object, validate
 from ._chat import count_chat_tokens
 from ._chat_answer import CONTENT, REASONING
 from ._chat_bridge import (CLOSE, OPEN, Blocks, ChatAnswer, ChatRun, Step, api_id,
                            sse_named, start_chat)
 from ._context import ApiContext, json_response
 from ._errors import to_api_error
+from ._intake import read_model
 from ._streaming import sse_response
 
 _PING = sse_named("ping", {"type": "ping"})
@@ -34,7 +34,7 @@ _PING = sse_named("ping", {"type": "ping"})
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     @bp.post("/v1/messages")
     async def anthropic_messages() -> Response:
-        req = validate(MessagesRequest, await read_json_object(request))
+        req = await read_model(ctx, MessagesRequest, check=ctx.limits.check_chat)
         run = await start_chat(ctx, to_chat(req))
         head = {"id": api_id("msg"), "type": "message", "role": "assistant",
                 "model": req.model or ctx.model_id}
@@ -47,7 +47,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/v1/messages/count_tokens")
     async def anthropic_count_tokens() -> Response:
-        req = validate(MessagesRequest, await read_json_object(request))
+        req = await read_model(ctx, MessagesRequest, check=ctx.limits.check_chat)
         return json_response({"input_tokens": await count_chat_tokens(ctx, to_chat(req))})
 
 

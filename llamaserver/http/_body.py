@@ -11,7 +11,6 @@ import math
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
-from quart import Request
 
 from ._errors import invalid
 
@@ -20,35 +19,38 @@ MAX_DEPTH = 64
 M = TypeVar("M", bound=BaseModel)
 
 
-def _reject_constant(name: str) -> Any:
+def parse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
-def _finite_float(text: str) -> float:
+def parse_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"number {text[:32]} is out of range")
     return value
 
 
-def loads_strict(raw: bytes | str) -> Any:
-    """``json.loads`` that refuses non-finite numbers and deep nesting (400 on failure).
+def decode_body(raw: bytes) -> str:
+    """A JSON body's text. It must be UTF-8 (RFC 8259), a UTF-8 byte order mark aside:
+    ``json.loads`` alone would also read UTF-16 and UTF-32 bodies. ``UnicodeDecodeError`` (a
+    ``ValueError``) otherwise."""
+    return raw.decode("utf-8-sig")
 
-    Bytes must be UTF-8 (RFC 8259), a UTF-8 byte order mark aside: ``json.loads`` alone would
-    also read UTF-16 and UTF-32 bodies.
-    """
+
+def loads_strict(raw: bytes | str) -> Any:
+    """``json.loads`` that refuses non-finite numbers and deep nesting (400 on failure)."""
     try:
-        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        text = decode_body(raw) if isinstance(raw, bytes) else raw
+        value = json.loads(text, parse_constant=parse_constant, parse_float=parse_float)
     except RecursionError:
         raise invalid(f"JSON nesting is deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, bad UTF-8, non-finite numbers, huge ints
         raise invalid(f"Invalid JSON in request body: {exc}") from None
-    _check_tree(value)
+    check_tree(value)
     return value
 
 
-def _check_tree(value: Any) -> None:
+def check_tree(value: Any) -> None:
     """Bounded nesting, and text that can be encoded: JSON's ``\\ud800`` escapes decode to lone
     surrogates, which no tokenizer (and no UTF-8 writer) accepts."""
     stack: list[tuple[Any, int, tuple[Any, ...]]] = [(value, 1, ())]
@@ -82,20 +84,6 @@ def _check_text(text: str, path: tuple[Any, ...]) -> None:
                       "(text must be valid Unicode)") from None
 
 
-async def read_json(request: Request, empty: Any = None) -> Any:
-    """The body as JSON (strict: no NaN, one value); an empty body counts as ``empty``."""
-    raw = await request.get_data(as_text=False)
-    return loads_strict(raw) if raw.strip() else empty
-
-
-async def read_json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; an empty body counts as ``{}`` (but ``null`` is no object)."""
-    value = await read_json(request, empty={})
-    if not isinstance(value, dict):
-        raise invalid("Request body must be a JSON object")
-    return value
-
-
 def validate(model: type[M], data: Any) -> M:
     """``model.model_validate(data)`` with validation failures as one 400 message."""
     try:
@@ -105,12 +93,17 @@ def validate(model: type[M], data: Any) -> M:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    return describe_errors(exc.errors())
+
+
+def describe_errors(errors: list[Any], prefix: tuple[Any, ...] = ()) -> str:
+    """pydantic's errors as one message; ``prefix``: where the validated value sits."""
     parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if not _is_union_tag(p))
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in (*prefix, *err.get("loc", ())) if not _is_union_tag(p))
         msg = err.get("msg", "invalid value")
         parts.append(f"'{loc}': {msg}" if loc else msg)
-    more = len(exc.errors()) - 5
+    more = len(errors) - 5
     if more > 0:
         parts.append(f"and {more} more")
     return "Invalid request: " + "; ".join(parts)

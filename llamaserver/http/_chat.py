@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from ..engine import Engine, FinalEvent, PreparedRequest, TokenEvent, TokenProbs
 from .._json_grammar import JSON_GRAMMAR
-from ._body import JsonInt, read_json_object, validate
+from ._body import JsonInt
 from ._chat_answer import CONTENT, REASONING, Answer, AnswerPlan, Part
 from ._chat_prompt import ChatDefaults, ChatPrompt, ChatTemplateOptions, render_chat
 from ._context import ApiContext, json_response
 from ._errors import invalid
+from ._intake import read_model
 from ._llama_shapes import Pieces, timings
 from ._openai import (ChoiceChunks, OpenAIOptions, chat_logprobs, new_id, now, stream_choices,
                       usage, verbose_view)
@@ -132,7 +133,7 @@ async def count_chat_tokens(ctx: ApiContext, chat: ChatRequest) -> int:
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     async def chat_completions() -> Response:
-        opts = validate(ChatRequest, await read_json_object(request))
+        opts = await read_model(ctx, ChatRequest, check=ctx.limits.check_chat)
         engine = ctx.ready_engine()
         if opts.max_completion_tokens is not None and opts.max_tokens is None:
             opts.max_tokens = opts.max_completion_tokens
@@ -164,7 +165,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     async def input_tokens() -> Response:
         """The prompt's token count, without generating (today's llama-server)."""
-        opts = validate(ChatRequest, await read_json_object(request))
+        opts = await read_model(ctx, ChatRequest, check=ctx.limits.check_chat)
         count = await count_chat_tokens(ctx, opts)
         return json_response({"object": "response.input_tokens", "input_tokens": count})
 
@@ -175,7 +176,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/apply-template")
     async def apply_template() -> Response:
-        opts = validate(ChatTemplateOptions, await read_json_object(request))
+        opts = await read_model(ctx, ChatTemplateOptions, check=ctx.limits.check_chat)
         engine = ctx.ready_engine()
 
         def render() -> str:

@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import Field
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from llama_ffi import Vocab
 
 from ..engine import FinalEvent, PromptProgress, TokenEvent
-from ._body import JsonInt, read_json_object, validate
+from ._body import JsonInt
 from ._context import ApiContext, dumps, json_response
 from ._errors import invalid, not_supported
+from ._intake import read_model
 from ._llama_shapes import probability_entry, progress, timings
 from ._options import GenerationOptions
 from ._media import decode_prompts
@@ -45,6 +46,8 @@ class InfillRequest(GenerationOptions):
 
 
 def stop_type(final: FinalEvent) -> str:
+    if final.stopped_shutdown:
+        return "shutdown"
     if final.stopped_eos:
         return "eos"
     if final.stopped_word:
@@ -168,11 +171,12 @@ def infill_prompt(vocab: Vocab, req: InfillRequest, spm: bool) -> list[int | str
 
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
+    def log_request(data: dict[str, Any]) -> None:  # where the body is parsed
+        _log.info("/completion request: %s", dumps(data))
+
     async def completion() -> Response:
-        data = await read_json_object(request)
-        if ctx.settings.verbose:
-            _log.info("/completion request: %s", dumps(data))
-        opts = validate(CompletionRequest, data)
+        opts = await read_model(ctx, CompletionRequest,
+                                check=log_request if ctx.settings.verbose else None)
         engine = ctx.ready_engine()
         prompts = split_prompts(opts.prompt)
         prepared = await ctx.run_blocking(lambda: resolve_choices(
@@ -187,7 +191,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/infill")
     async def infill() -> Response:
-        opts = validate(InfillRequest, await read_json_object(request))
+        opts = await read_model(ctx, InfillRequest)
         engine = ctx.ready_engine()
         prompt = infill_prompt(engine.vocab, opts, ctx.settings.spm_infill)
         if opts.image_data:

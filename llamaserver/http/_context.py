@@ -6,14 +6,12 @@ servers in one process never see each other's state.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,10 +20,13 @@ from quart import Response
 
 from ..engine import Engine, GenerationRequest
 from ..settings import ServerSettings
+from ._drain import Drain
 from ._errors import ApiError
+from ._intake import RequestLimits
 from ._llama_shapes import Pieces, generation_settings
 from ._metrics import EngineCollector
 from ._media import MediaPolicy
+from ._pool import BoundedPool
 from ._resolve import RequestDefaults
 
 T = TypeVar("T")
@@ -38,7 +39,9 @@ class ApiContext:
         self.load_error: BaseException | None = None
         self.model_path: Path | None = settings.model
         self.created = int(time.time())
-        self.executor: ThreadPoolExecutor | None = None
+        self.pool: BoundedPool | None = None
+        self.drain = Drain()
+        self.limits = RequestLimits.from_settings(settings)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(EngineCollector(self))
         self.build_info, self.fingerprint = _build_info()
@@ -105,22 +108,22 @@ class ApiContext:
 
     # ---- blocking work -----------------------------------------------------------------
     def start_executor(self) -> None:
-        if self.executor is None:
+        if self.pool is None:
             workers = self.settings.threads_http or max((os.cpu_count() or 2) - 1,
                                                         self.settings.parallel + 2)
-            self.executor = ThreadPoolExecutor(max_workers=workers,
-                                               thread_name_prefix="llamaserver-http")
+            self.pool = BoundedPool(workers, self.settings.http_queue_size)
 
     def stop_executor(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor = None
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run CPU-bound per-request work (tokenizing, templating) off the event loop."""
-        if self.executor is None:
+        """Run CPU-bound per-request work (tokenizing, templating, parsing large bodies) off
+        the event loop; 503 when too much of it is waiting (``--http-queue-size``)."""
+        if self.pool is None:
             return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await self.pool.run(fn, *args)
 
     # ---- API keys ----------------------------------------------------------------------
     @property

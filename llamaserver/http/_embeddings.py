@@ -8,14 +8,15 @@ import struct
 from typing import Any, Literal
 
 from pydantic import Field
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from llama_ffi import normalize_embedding
 
 from ..engine import Embedding, Engine, InvalidRequest, MediaPrompt
-from ._body import ApiModel, JsonInt, read_json_object, validate
+from ._body import ApiModel, JsonInt
 from ._context import ApiContext, json_response
 from ._errors import ApiError, invalid, not_supported, to_api_error
+from ._intake import read_model
 from ._media import decode_prompts
 from ._prompts import PromptInput, split_prompts
 
@@ -125,7 +126,7 @@ def _base64(vector: list[float]) -> str:
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     @bp.post("/embedding")
     async def embedding() -> Response:
-        req = validate(EmbeddingRequest, await read_json_object(request))
+        req = await read_model(ctx, EmbeddingRequest)
         value = req.content if req.content is not None else req.input
         if value is None:
             raise invalid("'content' is required")
@@ -141,7 +142,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/embeddings")
     async def embeddings() -> Response:
-        req = validate(EmbeddingRequest, await read_json_object(request))
+        req = await read_model(ctx, EmbeddingRequest)
         value = req.input if req.input is not None else req.content
         if value is None:
             raise invalid("'input' is required")
@@ -151,7 +152,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/v1/embeddings")
     async def v1_embeddings() -> Response:
-        req = validate(OpenAIEmbeddingRequest, await read_json_object(request))
+        req = await read_model(ctx, OpenAIEmbeddingRequest)
         if ctx.ready_engine().embedding_pooled is False:
             raise invalid("This server runs with --pooling none, which gives one vector per "
                           "token; OpenAI's embeddings need one per input. Use /embedding, or "

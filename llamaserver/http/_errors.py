@@ -60,11 +60,13 @@ _ENGINE_KINDS = {
 class ApiError(Exception):
     """An error answer: HTTP status, message, error type (and Retry-After for 503).
 
-    ``extra`` fields go into the error object beside code, message and type.
+    ``extra`` fields go into the error object beside code, message and type; ``close`` ends
+    the connection after the answer (the body may be unread, or the server is going away).
     """
 
     def __init__(self, status: int, message: str, type: str | None = None, *,
-                 retry_after: float | None = None, extra: dict[str, Any] | None = None) -> None:
+                 retry_after: float | None = None, extra: dict[str, Any] | None = None,
+                 close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -72,6 +74,7 @@ class ApiError(Exception):
                                        else "invalid_request_error")
         self.retry_after = retry_after
         self.extra = extra or {}
+        self.close = close
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.status, "message": self.message, "type": self.type,
@@ -121,9 +124,9 @@ def error_response(exc: BaseException) -> Response:
     return response
 
 
-# Statuses given before a view reads the request (a missing API key, an unknown route, a body
-# too large): the body is still unread, so the connection cannot carry another request.
-_BODY_LEFT_UNREAD = frozenset({401, 404, 405, 413})
+# Statuses given before a view has read the request's body (a missing API key, an unknown
+# route, a body too large or too slow): the connection cannot carry another request.
+_BODY_LEFT_UNREAD = frozenset({401, 404, 405, 408, 413})
 
 
 def _has_body(req: Any) -> bool:
@@ -132,6 +135,9 @@ def _has_body(req: Any) -> bool:
 
 async def _handle(exc: Exception) -> Response:
     response = error_response(exc)
+    if isinstance(exc, ApiError) and exc.close:  # a shutdown cut, a body that could not be read
+        response.headers["Connection"] = "close"
+        return response
     if not (has_request_context() and _has_body(request)):
         return response
     if response.status_code in _BODY_LEFT_UNREAD:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pydantic import TypeAdapter, ValidationError
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
-from ._body import describe_validation_error, read_json
+from ._body import describe_validation_error
 from ._context import ApiContext, json_response
 from ._errors import invalid
+from ._intake import read_value
 from ._options import LoraScale, scales_by_id
 
 
@@ -22,7 +23,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
 
     @bp.post("/lora-adapters")
     async def set_lora_adapters_view() -> Response:
-        body = await read_json(request)
+        body = await read_value(ctx)
         if not isinstance(body, list):
             raise invalid('the body must be an array of {"id": int, "scale": number}')
         try:

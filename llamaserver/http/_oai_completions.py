@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import Field
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from ..engine import Engine, FinalEvent, TokenEvent
-from ._body import JsonInt, read_json_object, validate
+from ._body import JsonInt
 from ._context import ApiContext, json_response
 from ._errors import invalid, not_supported
+from ._intake import read_model
 from ._llama_shapes import Pieces, timings
 from ._openai import (OpenAIOptions, finish_reason, new_id, now, stream_choices,
                       text_logprobs, usage, verbose_view)
@@ -39,7 +40,7 @@ def _prompt_text(engine: Engine, prompt: str | list[Any]) -> str:
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     @bp.post("/v1/completions")
     async def v1_completions() -> Response:
-        opts = validate(TextCompletionRequest, await read_json_object(request))
+        opts = await read_model(ctx, TextCompletionRequest)
         engine = ctx.ready_engine()
         if opts.suffix:
             raise not_supported("'suffix' is not supported; use /infill for fill-in-the-middle")

@@ -37,6 +37,8 @@ def now() -> int:
 
 
 def finish_reason(final: FinalEvent) -> str:
+    if final.stopped_shutdown:  # cut by the server's shutdown (not an OpenAI value)
+        return "shutdown"
     return "length" if (final.stopped_limit or final.truncated) and not (
         final.stopped_eos or final.stopped_word) else "stop"
 

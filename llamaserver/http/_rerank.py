@@ -23,14 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from llama_ffi import RerankPrompt
 
-from ._body import ApiModel, JsonInt, read_json_object, validate
+from ._body import ApiModel, JsonInt
 from ._context import ApiContext, json_response
 from ._embeddings import embed_all
 from ._errors import invalid, not_supported
+from ._intake import read_model
 
 ROUTES = ("/rerank", "/reranking", "/v1/rerank", "/v1/reranking")
 
@@ -84,9 +85,8 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if prompt is None:
             raise not_supported("This server does not support reranking. Start it with "
                                 "`--reranking`")
-        body = await read_json_object(request)
-        req = validate(RerankRequest, body)
-        tei = "texts" in body
+        req = await read_model(ctx, RerankRequest)
+        tei = "texts" in req.model_fields_set
         field = "documents" if req.documents is not None or not tei else "texts"
         texts = document_texts(req.documents if req.documents is not None else req.texts,
                                field)

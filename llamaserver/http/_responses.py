@@ -22,15 +22,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
-from ._body import read_json_object, validate
 from ._chat import ChatRequest, count_chat_tokens
 from ._chat_answer import CONTENT, REASONING, TOOL_CALL
 from ._chat_bridge import (CLOSE, DELTA, OPEN, Blocks, ChatAnswer, ChatRun, Step, api_id,
                            sse_named, start_chat)
 from ._context import ApiContext, json_response
 from ._errors import to_api_error
+from ._intake import read_model
 from ._llama_shapes import timings
 from ._openai import usage as chat_usage
 from ._responses_request import ResponsesRequest, to_chat
@@ -42,7 +42,7 @@ _PING = b":\n\n"
 
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     async def responses() -> Response:
-        req = validate(ResponsesRequest, await read_json_object(request))
+        req = await read_model(ctx, ResponsesRequest, check=ctx.limits.check_input)
         chat = to_chat(req)
         run = await start_chat(ctx, chat)
         shape = _Shape(req, chat, req.model or ctx.model_id)
@@ -52,7 +52,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         return json_response(shape.response(answer, shape.output(answer)))
 
     async def input_tokens() -> Response:
-        req = validate(ResponsesRequest, await read_json_object(request))
+        req = await read_model(ctx, ResponsesRequest, check=ctx.limits.check_input)
         count = await count_chat_tokens(ctx, to_chat(req))
         return json_response({"object": "response.input_tokens", "input_tokens": count})
 

@@ -8,9 +8,10 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from quart import Blueprint, Response, request
 
 from ..engine import Engine, SystemPrompt
-from ._body import M, ApiModel, read_json_object, validate
+from ._body import M, ApiModel, validate
 from ._context import ApiContext, json_response
 from ._errors import ApiError, invalid, not_supported
+from ._intake import read_model
 from ._llama_shapes import default_slot, slot_entry
 from ._options import SystemPromptObject
 
@@ -176,7 +177,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         if not ctx.settings.endpoint_props:
             raise not_supported("This server does not support changing global properties. "
                                 "Start it with `--props`")
-        update = validate(PropsUpdate, await read_json_object(request))
+        update = await read_model(ctx, PropsUpdate)
         engine = ctx.ready_engine()
         sp = update.system_prompt
         if isinstance(sp, SystemPromptObject):
@@ -210,7 +211,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
         engine = ctx.ready_engine()
         slot = validate(SlotPath, {"id_slot": id_slot}).id_slot
         action = query(SlotActionQuery).action
-        req = validate(SlotActionRequest, await read_json_object(request))
+        req = await read_model(ctx, SlotActionRequest)
         if action in ("save", "restore"):
             if not req.filename:
                 raise invalid("'filename' is required")

@@ -3,6 +3,10 @@
 A client that goes away must free its slot at once. Quart delivers a disconnect as
 cancellation of the task that runs the view (or iterates the response body), so every
 path that holds a :class:`RequestStream` cancels it in ``finally``.
+
+At shutdown the engine ends running requests with a final event that says so
+(``stopped_shutdown``): a stream sends it in its own shape, an answer not sent yet is a 503.
+An open source counts as running for the server's drain until it is closed (or dropped).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from quart import Response
 from ..engine import (FinalEvent, PreparedRequest, PromptProgress, RequestStream, TokenEvent,
                       TokenProbs)
 from ._context import ApiContext, dumps
+from ._drain import shutting_down
 from ._errors import ApiError, to_api_error
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -61,12 +66,14 @@ class EventSource:
     followed by an error event.
     """
 
-    def __init__(self, stream: RequestStream, first: TokenEvent | FinalEvent,
+    def __init__(self, ctx: ApiContext, stream: RequestStream, first: TokenEvent | FinalEvent,
                  prepared: PreparedRequest) -> None:
         self.stream = stream
         self.prepared = prepared  # what was submitted: the request and its LoRA scales
         self._first: TokenEvent | FinalEvent | None = first
         self.finished = isinstance(first, FinalEvent)
+        self._drain = ctx.drain
+        self._drain.hold(self)
 
     @classmethod
     async def open(cls, ctx: ApiContext, prepared: PreparedRequest) -> "EventSource":
@@ -81,7 +88,9 @@ class EventSource:
         except BaseException:
             await cancel_quietly(stream)
             raise
-        return cls(stream, first, prepared)
+        if isinstance(first, FinalEvent) and first.stopped_shutdown:
+            raise shutting_down()  # cut before anything was sent
+        return cls(ctx, stream, first, prepared)
 
     async def events(self) -> AsyncIterator[TokenEvent | FinalEvent]:
         """Every event, first one included; ends after the FinalEvent."""
@@ -98,6 +107,7 @@ class EventSource:
             yield event
 
     async def close(self) -> None:
+        self._drain.release(self)
         if not self.finished:
             self.finished = True
             await cancel_quietly(self.stream)
@@ -107,6 +117,8 @@ class EventSource:
         try:
             async for event in self.events():
                 if isinstance(event, FinalEvent):
+                    if event.stopped_shutdown:
+                        raise shutting_down()
                     return Outcome(event, probs)
                 if not isinstance(event, PromptProgress) and event.probs:
                     probs.extend(event.probs)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from ..engine import Engine
-from ._body import ApiModel, JsonInt, read_json_object, validate
+from ._body import ApiModel, JsonInt
 from ._context import ApiContext, json_response
+from ._intake import read_model
 
 
 class TokenizeRequest(ApiModel):
@@ -48,13 +49,13 @@ def detokenize(engine: Engine, tokens: list[int]) -> str:
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     @bp.post("/tokenize")
     async def tokenize_view() -> Response:
-        req = validate(TokenizeRequest, await read_json_object(request))
+        req = await read_model(ctx, TokenizeRequest)
         engine = ctx.ready_engine()
         return json_response({"tokens": await ctx.run_blocking(tokenize, engine, req)})
 
     @bp.post("/detokenize")
     async def detokenize_view() -> Response:
-        req = validate(DetokenizeRequest, await read_json_object(request))
+        req = await read_model(ctx, DetokenizeRequest)
         engine = ctx.ready_engine()
         return json_response({"content": await ctx.run_blocking(detokenize, engine,
                                                                  list(req.tokens))})

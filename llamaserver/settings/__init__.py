@@ -19,6 +19,7 @@ from ._fields import CacheType
 from .chat import ChatSettings
 from .context import ContextSettings
 from .hardware import HardwareSettings
+from .limits import LimitSettings
 from .logs import LogSettings
 from .media import MediaSettings
 from .model import ModelSettings
@@ -33,9 +34,9 @@ __all__ = ["ServerSettings", "CacheType"]
 _SECRETS = ("api_key", "hf_token")
 
 
-class ServerSettings(UpstreamOnly, LogSettings, NetworkSettings, HardwareSettings,
-                     SamplingSettings, RopeSettings, ContextSettings, ChatSettings,
-                     SpeculativeSettings, MediaSettings, ModelSettings):
+class ServerSettings(UpstreamOnly, LogSettings, LimitSettings, NetworkSettings,
+                     HardwareSettings, SamplingSettings, RopeSettings, ContextSettings,
+                     ChatSettings, SpeculativeSettings, MediaSettings, ModelSettings):
     """Configuration of one :class:`llamaserver.LlamaServer`.
 
     Build it directly (``ServerSettings(ctx_size=2048, parallel=4)``), from the command line

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from server_helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,3 +120,35 @@ def test_a_refused_flag_is_one_line_and_status_1() -> None:
     assert done.stderr.strip().splitlines() == [
         "llamaserver: error: --control-vector is not supported: control vectors are not "
         "supported"]
+
+
+STARTUP_ERRORS = {
+    "api key file": (["--api-key-file", "{missing}"], "--api-key-file: file not found: {missing}"),
+    "ssl key file": (["--ssl-key-file", "{missing}", "--ssl-cert-file", "{junk}"],
+                     "--ssl-key-file: file not found: {missing}"),
+    "ssl pair": (["--ssl-key-file", "{junk}", "--ssl-cert-file", "{junk}"],
+                 "--ssl-cert-file {junk} / --ssl-key-file {junk}: not a usable certificate and "
+                 "private key"),
+    "path": (["--path", "{missing}"], "--path: not a directory: {missing}"),
+    "mmproj file": (["--mmproj", "{missing}"], "-mm/--mmproj: file not found: {missing}"),
+    "mmproj content": (["--mmproj", "{junk}"], "--mmproj: projector {junk} failed to load"),
+    "system prompt file": (["-spf", "{bad_json}"],
+                           "--system-prompt-file {bad_json}: not valid JSON"),
+    "chat template file": (["--chat-template-file", "{missing}"],
+                           "--chat-template-file {missing}: No such file or directory"),
+}
+
+
+@pytest.mark.parametrize("case", list(STARTUP_ERRORS))
+def test_startup_errors_are_one_line_before_listening(tmp_path: Path, case: str) -> None:
+    junk, bad_json = tmp_path / "junk.bin", tmp_path / "system.json"
+    junk.write_bytes(b"not what it should be")
+    bad_json.write_text('{"prompt": "x", bad')
+    paths = {"missing": str(tmp_path / "missing"), "junk": str(junk), "bad_json": str(bad_json)}
+    args, expected = STARTUP_ERRORS[case]
+    done = _run_command(*[arg.format(**paths) for arg in args])
+    assert done.returncode == 1
+    assert done.stdout == ""  # nothing listened
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "llamaserver: error: " + expected.format(**paths)), done.stderr
