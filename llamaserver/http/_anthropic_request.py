@@ -44,6 +44,12 @@ class AnthropicMetadata(ApiModel):
     user_id: str | None = None
 
 
+class AnthropicThinking(ApiModel):
+    # "enabled" or "disabled"; another ("adaptive") leaves the template's default
+    type: str
+    budget_tokens: JsonInt | None = Field(None, ge=0, le=MAX_TOKENS)
+
+
 class AnthropicOutputConfig(ApiModel):
     effort: str | None = None
     format: dict[str, Any] | None = None   # {"type": "json_schema", "schema": {...}}
@@ -66,7 +72,7 @@ class MessagesRequest(ApiModel):
     tools: list[AnthropicTool] | None = None
     tool_choice: AnthropicToolChoice | None = None
     metadata: AnthropicMetadata | None = None
-    thinking: dict[str, Any] | None = None
+    thinking: AnthropicThinking | None = None
     output_config: AnthropicOutputConfig | None = None
     chat_template_kwargs: dict[str, Any] | None = None   # llama-server's extension
 
@@ -103,11 +109,11 @@ def _thinking(req: MessagesRequest) -> dict[str, Any]:
     server's value), its budget as the chat's thinking budget, the effort as the chat's."""
     fields: dict[str, Any] = {}
     kwargs = dict(req.chat_template_kwargs or {})
-    kind = req.thinking.get("type") if req.thinking is not None else None
-    if kind in ("enabled", "disabled"):
-        kwargs["enable_thinking"] = kind == "enabled"
-    if kind == "enabled" and req.thinking is not None and "budget_tokens" in req.thinking:
-        fields["thinking_budget_tokens"] = req.thinking["budget_tokens"]  # upstream's name
+    thinking = req.thinking
+    if thinking is not None and thinking.type in ("enabled", "disabled"):
+        kwargs["enable_thinking"] = thinking.type == "enabled"
+        if thinking.type == "enabled" and thinking.budget_tokens is not None:
+            fields["thinking_budget_tokens"] = thinking.budget_tokens  # upstream's name
     if kwargs:
         fields["chat_template_kwargs"] = kwargs
     if req.output_config is not None and req.output_config.effort is not None:

@@ -54,6 +54,8 @@ class Timings(Answer):
     predicted_ms: float
     predicted_per_token_ms: float
     predicted_per_second: float
+    draft_n: int | None = Field(None, description="with speculative decoding")
+    draft_n_accepted: int | None = Field(None, description="with speculative decoding")
 
 
 class PromptProgress(Answer):
@@ -244,6 +246,15 @@ class Modalities(Answer):
     video: bool
 
 
+class PromptCacheStats(Answer):
+    """The prompt cache across slots and host memory (empty while the model loads)."""
+
+    hits: int | None = None
+    tokens_reused: int | None = None
+    host_bytes: int | None = None
+    host_entries: int | None = None
+
+
 class Props(Answer):
     user_name: str
     assistant_name: str
@@ -262,11 +273,14 @@ class Props(Answer):
     n_ctx: int
     n_ctx_slot: int
     modalities: Modalities
+    media_marker: str = Field(description="what stands for a media item in a prompt's text "
+                                          "(empty without --mmproj)")
     endpoint_slots: bool
     endpoint_props: bool
     endpoint_metrics: bool
     build_info: str
     is_sleeping: bool
+    prompt_cache: PromptCacheStats
 
 
 class SlotSaveTimings(Answer):
@@ -311,6 +325,7 @@ class ModelMeta(Answer):
     n_params: int
     size: int
     ftype: str
+    modalities: Modalities
 
 
 class ModelEntry(Answer):

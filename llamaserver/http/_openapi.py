@@ -34,6 +34,7 @@ _ERRORS = {
          "grammar or schema, a prompt too long for a slot (exceed_context_size_error)",
     401: "A missing or wrong API key (Authorization: Bearer KEY or X-Api-Key: KEY)",
     404: "Not found",
+    405: "The path takes other methods (Allow names them)",
     413: "The body is larger than the server's limit",
     500: "The model failed to load",
     501: "Not supported by this server's flags or model (the message says which)",
@@ -137,12 +138,15 @@ def _body_required(kind: Any) -> bool:
     return True
 
 
-def _sse(events: dict[str, Any], done: bool) -> dict[str, Any]:
+def _sse(events: dict[str, Any], done: bool, named: bool) -> dict[str, Any]:
     json_data = {"type": "string", "contentMediaType": "application/json",
                  "contentSchema": events}
     data = {"anyOf": [{"const": "[DONE]"}, json_data]} if done else json_data
-    return {"schema": {"type": "object", "required": ["data"],
-                       "properties": {"data": data, "event": {"type": "string"},
+    event: dict[str, Any] = {"type": "string"}
+    if named:
+        event["description"] = "the event's name: its data's type"
+    return {"schema": {"type": "object", "required": ["data", "event"] if named else ["data"],
+                       "properties": {"data": data, "event": event,
                                       "id": {"type": "string"}}}}
 
 
@@ -150,22 +154,25 @@ def _answer(op: Op, schemas: _Schemas, status: int) -> dict[str, Any]:
     answer = op.answer
     if isinstance(answer, Text):
         return {"description": answer.description,
-                "content": {answer.media_type: {"schema": {"type": "string"}}}}
+                "content": {media: {"schema": {"type": "string"}}
+                            for media in answer.media_types}}
     content: dict[str, Any] = {}
     if answer is not None:
         content["application/json"] = {"schema": schemas.of(answer, "serialization")}
     if op.events is not None and status == 200:
         content["text/event-stream"] = _sse(schemas.of(op.events, "serialization"),
-                                            op.done_event)
+                                            op.done_event, op.named_events)
     return {"description": "OK" if status == 200 else _ERRORS.get(status, "Error"),
             "content": content}
 
 
 def _operation(endpoint: str, key: str, op: Op, rule: Rule, schemas: _Schemas,
                auth: bool) -> dict[str, Any]:
+    """``auth``: whether keys guard the route (the server has keys, and the route is the
+    blueprint's: the web UI's app-level routes are public)."""
     out: dict[str, Any] = {"operationId": endpoint, "summary": op.summary, "tags": [op.tag]}
     description = op.description
-    if endpoint != key:
+    if endpoint in op.also:  # (a family's members are operations of their own)
         description = f"Another name for `{key}`. {description}".strip()
         out["x-alias-of"] = key
     if description:
@@ -212,7 +219,11 @@ def build_document(rules: Iterable[Rule], *, blueprint: str, auth: bool, title: 
                                         "x-undocumented": True,
                                         "responses": {"default": {"description": "any"}}}
             else:
-                item[method.lower()] = _operation(endpoint, row[0], row[1], rule, schemas, auth)
+                guarded = auth and rule.endpoint.startswith(blueprint + ".")
+                item[method.lower()] = _operation(endpoint, row[0], row[1], rule, schemas,
+                                                  guarded)
+                if auth and not guarded:
+                    item[method.lower()]["security"] = []  # no key asked
     error_ref = schemas.of(ErrorResponse, "serialization")
     components: dict[str, Any] = {
         "schemas": dict(sorted(schemas.components.items())),

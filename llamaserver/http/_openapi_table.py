@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ._anthropic_answers import MessageAnswer, MessageEvent, MessageTokenCount
+from ._anthropic_request import MessagesRequest
 from ._chat import ChatRequest
 from ._chat_prompt import ChatTemplateOptions
 from ._completion import CompletionRequest, InfillRequest
@@ -31,21 +33,29 @@ from ._openai_answers import (ChatCompletion, ChatEvent, OpenAIEmbeddings, TextC
                               TextEvent)
 from ._options import LoraScale
 from ._rerank import RerankRequest
+from ._responses_answers import InputTokens, ResponseEvent, ResponseObject
+from ._responses_request import ResponsesRequest
 from ._status import (HealthQuery, PropsUpdate, SlotActionQuery, SlotActionRequest, SlotPath,
                       SlotsQuery)
 from ._tokenize import DetokenizeRequest, TokenizeRequest
 
-__all__ = ["LLAMA", "OPENAI", "SERVER", "Op", "OPERATIONS", "Text", "find_op"]
+__all__ = ["ANTHROPIC", "LLAMA", "OPENAI", "SERVER", "WEBUI", "Op", "OPERATIONS", "Text",
+           "find_op"]
 
-LLAMA, OPENAI, SERVER, DOCS = "llama.cpp", "OpenAI", "server", "documentation"
+LLAMA, OPENAI, ANTHROPIC = "llama.cpp", "OpenAI", "Anthropic"
+SERVER, DOCS, WEBUI = "server", "documentation", "web UI"
 
 
 @dataclass(frozen=True)
 class Text:
-    """An answer that is not JSON: its media type, in words."""
+    """An answer that is not JSON: its media type (or the types it may be), in words."""
 
-    media_type: str
+    media_type: str | tuple[str, ...]
     description: str
+
+    @property
+    def media_types(self) -> tuple[str, ...]:
+        return (self.media_type,) if isinstance(self.media_type, str) else self.media_type
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class Op:
     answer: Any = None        # the type of the 200 answer (a Text for another media type)
     events: Any = None        # with "stream": true, the type of each SSE event's data
     done_event: bool = False  # the stream ends with "data: [DONE]" (OpenAI's streams)
+    named_events: bool = False  # each event has a name, its data's "type" (Anthropic's,
+                                # OpenAI Responses')
     query: type[BaseModel] | None = None   # the model the view validates request.args with
     path: type[BaseModel] | None = None    # ... and the path's variables with
     errors: tuple[int, ...] = ()           # the error statuses it can give (401 is added
@@ -70,6 +82,9 @@ class Op:
 # feature this server was not started with (or a model that cannot do it), loading or a full
 # queue.
 _BODY = (400, 413, 501, 503)
+# JavaScript's media type, as Python's mimetypes names it (which depends on its version and
+# the system's mime.types)
+_SCRIPT = ("text/javascript", "application/javascript")
 _GEN_NOTE = ("With \"stream\": true the answer is Server-Sent Events; an error after the "
              "first event arrives as an event holding the error object.")
 
@@ -102,10 +117,37 @@ OPERATIONS: dict[str, Op] = {
     "v1_completions": Op("Text completion (OpenAI)", OPENAI, request=TextCompletionRequest,
                          answer=TextCompletion, events=TextEvent, done_event=True,
                          errors=_BODY, description=_GEN_NOTE),
+    "v1_chat_input_tokens": Op(
+        "Count the tokens of a chat's prompt", OPENAI, request=ChatRequest,
+        answer=InputTokens, errors=_BODY, also=("bare_chat_input_tokens",),
+        description="The prompt a chat completion of this body would evaluate (template, "
+                    "tools, media), without generating."),
+    "v1_responses": Op(
+        "Create a response (OpenAI's Responses API)", OPENAI, request=ResponsesRequest,
+        answer=ResponseObject, events=ResponseEvent, named_events=True, errors=_BODY,
+        also=("bare_responses",),
+        description="Stateless: the whole conversation comes in input. With \"stream\": "
+                    "true the answer is named Server-Sent Events (response.created, "
+                    "response.in_progress, per output item .output_item.added, deltas, "
+                    ".done, then response.completed), numbered by sequence_number; an "
+                    "error after the first event is an error event."),
+    "v1_responses_input_tokens": Op(
+        "Count the tokens of a response's prompt", OPENAI, request=ResponsesRequest,
+        answer=InputTokens, errors=_BODY, also=("bare_responses_input_tokens",)),
     "v1_chat_completions": Op("Chat completion (OpenAI)", OPENAI, request=ChatRequest,
                               answer=ChatCompletion, events=ChatEvent, done_event=True,
                               errors=_BODY, also=("chat_completions",),
                               description=_GEN_NOTE),
+    "anthropic_messages": Op(
+        "Create a message (Anthropic's Messages API)", ANTHROPIC, request=MessagesRequest,
+        answer=MessageAnswer, events=MessageEvent, named_events=True, errors=_BODY,
+        description="With \"stream\": true the answer is named Server-Sent Events "
+                    "(message_start, content_block_start / _delta / _stop per block, "
+                    "message_delta, message_stop, and ping while nothing else goes out); "
+                    "an error after the first event is an error event."),
+    "anthropic_count_tokens": Op(
+        "Count the tokens of a message's prompt (Anthropic)", ANTHROPIC,
+        request=MessagesRequest, answer=MessageTokenCount, errors=_BODY),
     "apply_template": Op("Render a conversation with the chat template", LLAMA,
                          request=ChatTemplateOptions, answer=AppliedTemplate, errors=_BODY),
     "embedding": Op("Embeddings, the seed's shape (--embedding)", LLAMA,
@@ -133,11 +175,22 @@ OPERATIONS: dict[str, Op] = {
     "openapi": Op("This document", DOCS, answer=dict[str, Any]),
     "docs": Op("The API reference as a web page", DOCS,
                answer=Text("text/html", "the reference, made from this document")),
-    # app-level routes of LlamaServer.app
-    "static_index": Op("--path: the folder's index.html", SERVER,
-                       answer=Text("text/html", "the file")),
-    "static_file": Op("--path: a file of the folder", SERVER, errors=(404,),
-                      answer=Text("application/octet-stream", "the file")),
+    # the web UI: app-level routes of LlamaServer.app (_webui), public
+    "webui_prefix": Op("--api-prefix without its slash: a redirect to the page", WEBUI,
+                       answer=Text("text/html", "a redirect (Location: the prefix and /)"),
+                       answer_statuses=(308,)),
+    "webui_index": Op("The web UI's page (with --path, the folder's index.html)", WEBUI,
+                      answer=Text("text/html", "the page"), errors=(404,)),
+    "webui_asset_*": Op("A file of the built-in web UI", WEBUI,
+                        answer=Text(("text/html", *_SCRIPT, "text/css", "image/svg+xml"),
+                                    "the file")),
+    "webui_completion_js": Op("--path: /completion.js, the folder's or the built-in one",
+                              WEBUI, answer=Text(_SCRIPT, "the JavaScript module")),
+    "webui_static": Op(
+        "--path: a file of the folder", WEBUI, errors=(401, 404, 405),
+        answer=Text("*/*", "the file"),
+        description="A GET on a path of the API that takes other methods gets the API's "
+                    "answer: 401 without a valid key (with --api-key), else 405."),
 }
 
 

@@ -31,7 +31,8 @@ CORPUS_DIR = Path(__file__).parent / "corpus"
 
 # Routes that stream with "stream": true: their JSON-object cases run in both modes.
 STREAMING = frozenset({"/completion", "/completions", "/infill", "/v1/completions",
-                       "/v1/chat/completions", "/chat/completions"})
+                       "/v1/chat/completions", "/chat/completions", "/v1/messages",
+                       "/v1/responses", "/responses"})
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 from jsonschema import Draft202012Validator
-from server_helpers import sse_events
+from server_helpers import sse_fields
 
 
 class Document:
@@ -50,24 +50,42 @@ class Document:
         media = response.headers["content-type"].split(";")[0].strip()
         content = documented.get("content", {})
         where = f"{method} {path} -> {response.status_code} {media}"
-        assert any(m.split(";")[0] == media for m in content), (
-            f"{where}: the document lists {sorted(content)}")
-        entry = next(v for m, v in content.items() if m.split(";")[0] == media)
-        if media == "application/json":
+        matched = next((m for m in content if _matches(m, media)), None)
+        assert matched is not None, f"{where}: the document lists {sorted(content)}"
+        schema = content[matched]["schema"]
+        if matched == "application/json":
             body = response.json()
-            self._validate(entry["schema"], body, where)
+            self._validate(schema, body, where)
             return body
-        if media == "text/event-stream":
-            events = sse_events(response.text)
-            data = entry["schema"]["properties"]["data"]
-            for i, event in enumerate(events):
-                if event == "[DONE]":
-                    assert {"const": "[DONE]"} in data.get("anyOf", []), f"{where}: [DONE]"
-                    continue
-                json_data = next(d for d in data.get("anyOf", [data]) if "contentSchema" in d)
-                self._validate(json_data["contentSchema"], event, f"{where} event {i}")
-            return events
+        if matched == "text/event-stream":
+            return self._check_events(schema, response.text, where)
         return response.text
+
+    def _check_events(self, schema: dict[str, Any], text: str, where: str) -> list[Any]:
+        """Each event's fields against the event schema, its data against the data's
+        ``contentSchema``; a named event's name must be its data's type."""
+        data = schema["properties"]["data"]
+        json_data = next(d for d in data.get("anyOf", [data]) if "contentSchema" in d)
+        events = []
+        for i, fields in enumerate(sse_fields(text)):
+            self._validate(schema, fields, f"{where} event {i}")
+            if fields["data"] == "[DONE]":
+                assert {"const": "[DONE]"} in data.get("anyOf", []), f"{where}: [DONE]"
+                events.append("[DONE]")
+                continue
+            event = json.loads(fields["data"])
+            self._validate(json_data["contentSchema"], event, f"{where} event {i}")
+            if "event" in fields:
+                assert fields["event"] == event.get("type"), f"{where} event {i}: {fields}"
+            events.append(event)
+        return events
+
+
+def _matches(documented: str, media: str) -> bool:
+    """A media type against a documented one, which may be a range (``*/*``, ``text/*``)."""
+    kind, _, sub = documented.split(";")[0].strip().partition("/")
+    got_kind, _, got_sub = media.partition("/")
+    return kind in ("*", got_kind) and sub in ("*", got_sub)
 
 
 def load(client: httpx.Client) -> Document:

@@ -21,6 +21,21 @@ if TYPE_CHECKING:
 
 PARALLEL = 4  # slots of the session's main server
 MODEL_ALIAS = "smollm2-test"
+# SmolLM2 does not think by itself: this template opens a <think> block in its generation
+# prompt (unless enable_thinking is false), and a thinking budget or a grammar makes the model
+# close it.
+THINKING_TEMPLATE = """{%- for m in messages -%}
+<|im_start|>{{ m.role }}
+{% if m.role == "assistant" and m.reasoning_content %}<think>
+{{ m.reasoning_content }}
+</think>
+{% endif %}{{ m.content }}<|im_end|>
+{% endfor -%}
+{%- if add_generation_prompt -%}
+<|im_start|>assistant
+{% if enable_thinking %}<think>
+{% endif %}
+{%- endif -%}"""
 
 
 class Running(NamedTuple):
@@ -171,16 +186,22 @@ def sse_events(text: str) -> list[Any]:
     return events
 
 
-def named_sse_events(text: str) -> list[tuple[str | None, Any]]:
-    """Parse an SSE body of named events (Anthropic's, OpenAI Responses') into (event, JSON
-    data) pairs; comment-only blocks (keep-alive pings) are skipped."""
+def sse_fields(text: str) -> list[dict[str, str]]:
+    """The fields (``event``, ``data``, ...) of each event of an SSE body; comment-only blocks
+    (keep-alive pings) are skipped."""
     events = []
     for block in text.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.strip().splitlines()
                       if line and not line.startswith(":"))
         if fields:
-            events.append((fields.get("event"), json.loads(fields["data"])))
+            events.append(fields)
     return events
+
+
+def named_sse_events(text: str) -> list[tuple[str | None, Any]]:
+    """Parse an SSE body of named events (Anthropic's, OpenAI Responses') into (event, JSON
+    data) pairs."""
+    return [(fields.get("event"), json.loads(fields["data"])) for fields in sse_fields(text)]
 
 
 def leave_while_streaming(running: Running, path: str, body: dict[str, Any],

@@ -30,6 +30,9 @@ def test_corpus_is_large_and_covers_every_endpoint() -> None:
                  "/apply-template", "/lora-adapters", "/metrics"):
         assert by_path[path] >= 2, f"the corpus has {by_path[path]} cases for {path}"
     assert any(path.startswith("/slots/") for path in by_path)
+    for path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses",
+                 "/v1/chat/completions/input_tokens"):
+        assert by_path[path] >= 15, f"the corpus has {by_path[path]} cases for {path}"
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from server_helpers import Running, running_server
-from test_reasoning import THINKING_TEMPLATE
+from server_helpers import THINKING_TEMPLATE, Running, running_server
 from test_tool_formats import HERMES
 
 HI = [{"role": "user", "content": "What is the capital of France?"}]

@@ -3,6 +3,8 @@ server validates with, that covers every route and that the server's real answer
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,7 +12,7 @@ import pytest
 from openapi_check import Document, load
 from openapi_spec_validator import validate
 from quart import Quart, Response
-from server_helpers import Running
+from server_helpers import THINKING_TEMPLATE, Running, running_server
 
 from llamaserver import LlamaServer
 from llamaserver.http._chat import ChatRequest
@@ -24,6 +26,18 @@ TOOL = [{"type": "function", "function": {"name": "weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Oslo"]}},
     "required": ["city"], "additionalProperties": False}}}]
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+WEATHER = {"name": "weather", "input_schema": TOOL[0]["function"]["parameters"]}
+# A budget of 3 closes the thinking block the template opens: thinking, then the answer.
+THINKS = {"type": "enabled", "budget_tokens": 3}
+
+
+@pytest.fixture(scope="module")
+def thinker() -> Iterator[tuple[httpx.Client, Document]]:
+    """A server whose template opens a <think> block: answers with every kind of block."""
+    with running_server(parallel=2, ctx_size=2048, chat_template=THINKING_TEMPLATE,
+                        threads=1, threads_batch=1) as running:
+        with httpx.Client(base_url=running.url, timeout=300) as c:
+            yield c, load(c)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +86,8 @@ def test_schemas_are_generated_from_the_validating_models(doc: Document, name: s
                                                           model: Any) -> None:
     component = doc.doc["components"]["schemas"][name]
     own = model.model_json_schema()
-    assert list(component["properties"]) == list(own["properties"]) == list(model.model_fields)
+    fields = [field.alias or name for name, field in model.model_fields.items()]
+    assert list(component["properties"]) == list(own["properties"]) == fields
     assert set(component.get("required", ())) == set(own.get("required", ()))
 
 
@@ -101,6 +116,22 @@ def test_query_and_path_parameters_are_described(doc: Document) -> None:
 
 def test_without_keys_there_is_no_security_scheme(doc: Document) -> None:
     assert "securitySchemes" not in doc.doc["components"] and "security" not in doc.doc
+
+
+def test_component_names_are_the_models_own(doc: Document) -> None:
+    # two models of one name in different modules would get long generated names
+    assert not [name for name in doc.doc["components"]["schemas"] if "__" in name]
+    for name in ("MessageAnswer", "MessageEvent", "ResponseObject", "ResponseEvent",
+                 "InputTokens", "MessagesRequest", "ResponsesRequest"):
+        assert name in doc.doc["components"]["schemas"], name
+
+
+def test_named_streams_say_so(doc: Document) -> None:
+    for path in ("/v1/messages", "/v1/responses"):
+        stream = doc.operation("POST", path)["responses"]["200"]["content"]["text/event-stream"]
+        assert stream["schema"]["required"] == ["data", "event"]
+    chat = doc.operation("POST", "/v1/chat/completions")["responses"]["200"]["content"]
+    assert chat["text/event-stream"]["schema"]["required"] == ["data"]
 
 
 def _get(client: httpx.Client, doc: Document, path: str) -> Any:
@@ -207,3 +238,102 @@ def test_a_method_the_document_does_not_list_is_a_405_naming_the_ones_it_does(
         assert r.status_code == 405, (path, r.status_code)
         allowed = {m.strip() for m in r.headers["Allow"].split(",")} - {"HEAD", "OPTIONS"}
         assert allowed == {m.upper() for m in item}, path
+
+
+def _types(items: list[dict[str, Any]]) -> list[str]:
+    return [item["type"] for item in items]
+
+
+def test_anthropic_answers_match_the_document(thinker: tuple[httpx.Client, Document]) -> None:
+    c, doc = thinker
+    greedy = {"messages": CHAT, "max_tokens": 12, "temperature": 0}
+    plain = _post(c, doc, "/v1/messages", {**greedy, "thinking": THINKS})
+    assert _types(plain["content"]) == ["thinking", "text"]
+    assert plain["stop_reason"] == "max_tokens"
+    events = _post(c, doc, "/v1/messages", {**greedy, "thinking": THINKS, "stream": True})
+    assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+    assert {e["delta"]["type"] for e in events if e["type"] == "content_block_delta"} == {
+        "thinking_delta", "signature_delta", "text_delta"}
+    stop = _post(c, doc, "/v1/messages", {**greedy, "stop_sequences": [" "],
+                                          "thinking": {"type": "disabled"}})
+    assert (stop["stop_reason"], stop["stop_sequence"]) == ("stop_sequence", " ")
+    tools = {"messages": ASK, "max_tokens": 64, "temperature": 0, "tools": [WEATHER],
+             "tool_choice": {"type": "any"}, "thinking": THINKS}
+    call = _post(c, doc, "/v1/messages", tools)
+    assert _types(call["content"]) == ["thinking", "tool_use"]
+    assert call["stop_reason"] == "tool_use" and call["content"][1]["input"] == {"city": "Paris"}
+    streamed = _post(c, doc, "/v1/messages", {**tools, "stream": True})
+    assert [e["content_block"]["type"] for e in streamed if e["type"] == "content_block_start"
+            ] == ["thinking", "tool_use"]
+    assert any(e["delta"]["type"] == "input_json_delta" for e in streamed
+               if e["type"] == "content_block_delta")
+    assert _post(c, doc, "/v1/messages/count_tokens", tools)["input_tokens"] > 0
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        assert "'messages'" in _post(c, doc, path, {"messages": []})["error"]["message"]
+
+
+def test_responses_answers_match_the_document(thinker: tuple[httpx.Client, Document]) -> None:
+    c, doc = thinker
+    greedy = {"input": "Say hi", "max_output_tokens": 12, "temperature": 0,
+              "reasoning_budget": 3}
+    plain = _post(c, doc, "/v1/responses", greedy)
+    assert _types(plain["output"]) == ["reasoning", "message"]
+    assert plain["status"] == "incomplete"
+    events = _post(c, doc, "/responses", {**greedy, "stream": True})
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert {"response.reasoning_text.delta", "response.reasoning_text.done",
+            "response.content_part.added", "response.output_text.delta",
+            "response.output_text.done", "response.content_part.done",
+            "response.output_item.done"} <= set(_types(events))
+    assert events[-1]["type"] == "response.completed"
+    tools = {"input": "What is the weather in Paris?", "max_output_tokens": 64,
+             "temperature": 0, "reasoning_budget": 3, "tool_choice": "required",
+             "tools": [{"type": "function", "name": "weather",
+                        "parameters": WEATHER["input_schema"]}]}
+    call = _post(c, doc, "/v1/responses", tools)
+    assert _types(call["output"]) == ["reasoning", "function_call"]
+    assert call["status"] == "completed"
+    streamed = _post(c, doc, "/v1/responses", {**tools, "stream": True})
+    assert {"response.function_call_arguments.delta",
+            "response.function_call_arguments.done"} <= set(_types(streamed))
+    for path in ("/v1/responses/input_tokens", "/responses/input_tokens"):
+        assert _post(c, doc, path, tools)["input_tokens"] > 0
+    for path in ("/v1/responses", "/v1/responses/input_tokens"):
+        assert "'input'" in _post(c, doc, path, {"input": []})["error"]["message"]
+
+
+def test_chat_input_tokens_match_the_document(client: httpx.Client, doc: Document) -> None:
+    plain = _post(client, doc, "/v1/chat/completions/input_tokens", {"messages": CHAT})
+    with_tools = _post(client, doc, "/chat/completions/input_tokens",
+                       {"messages": CHAT, "tools": TOOL})
+    assert 0 < plain["input_tokens"] < with_tools["input_tokens"]
+    _post(client, doc, "/v1/chat/completions/input_tokens", {"messages": "hi"})  # a 400
+
+
+def test_web_ui_answers_match_the_document(client: httpx.Client, doc: Document) -> None:
+    served = [path for path, item in doc.doc["paths"].items()
+              if item.get("get", {}).get("tags") == ["web UI"]]
+    assert "/" in served and "/completion.js" in served
+    for path in served:
+        assert _get(client, doc, path)
+
+
+async def test_the_web_ui_of_a_folder_under_a_prefix_is_documented(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<html></html>")
+    (tmp_path / "data.json").write_text("[1]")
+    server = LlamaServer(api_prefix="/llama", path=str(tmp_path), api_key=["k"])
+    assert not undocumented_rules(server.app.url_map.iter_rules())
+    transport = httpx.ASGITransport(app=server.asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        key = {"X-Api-Key": "k"}
+        doc = Document((await c.get("/llama/openapi.json", headers=key)).json())
+        validate(doc.doc)
+        assert doc.operation("GET", "/llama/")["security"] == []
+        assert "401" in doc.operation("POST", "/llama/completion")["responses"]
+        for path, status in (("/llama", 308), ("/llama/", 200), ("/llama/completion.js", 200),
+                             ("/llama/data.json", 200), ("/llama/missing.txt", 404),
+                             ("/llama/completion", 401)):
+            r = await c.get(path)
+            assert r.status_code == status, path
+            doc.check("GET", path, r)
+        assert (await c.get("/llama/completion", headers=key)).status_code == 405

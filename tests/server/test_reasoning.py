@@ -1,8 +1,6 @@
 """Reasoning in chat completions: <think> blocks split into reasoning_content (streamed or
 not), reasoning_format, the thinking budget, enable_thinking in the template, and the history's
-reasoning_content.  SmolLM2 does not think by itself: the template below opens a <think> block
-in its generation prompt (unless enable_thinking is false), and the budget or a grammar makes
-the model close it."""
+reasoning_content, on a server with ``THINKING_TEMPLATE`` (SmolLM2 does not think by itself)."""
 
 from __future__ import annotations
 
@@ -14,23 +12,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from server_helpers import error_of, running_server, sse_events
+from server_helpers import THINKING_TEMPLATE, error_of, running_server, sse_events
 
 from llamaserver.http._reasoning import ThinkTags, think_tags, with_thinking
 from llamaserver.http._think_split import REASONING, ReasoningSplitter, split_text
 
-THINKING_TEMPLATE = """{%- for m in messages -%}
-<|im_start|>{{ m.role }}
-{% if m.role == "assistant" and m.reasoning_content %}<think>
-{{ m.reasoning_content }}
-</think>
-{% endif %}{{ m.content }}<|im_end|>
-{% endfor -%}
-{%- if add_generation_prompt -%}
-<|im_start|>assistant
-{% if enable_thinking %}<think>
-{% endif %}
-{%- endif -%}"""
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 TAGS = ThinkTags("<think>", "</think>")
 # the model opens and closes its own block (the template did not open one)
