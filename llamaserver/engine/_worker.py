@@ -156,7 +156,13 @@ class Worker:
     # ------------------------------------------------------------------ the thread
 
     def run(self) -> None:
+        from llama_ffi import guard_native_aborts
+
         name_os_thread()
+        with guard_native_aborts(self._on_native_abort):
+            self._run()
+
+    def _run(self) -> None:
         cond = self._cond
         admission = self.admission
         try:
@@ -183,7 +189,44 @@ class Worker:
         finally:
             self._shutdown()
 
+    def _on_native_abort(self, exc: BaseException) -> None:
+        """libllama gave up: ggml aborted on this thread, or on its RPC client's thread that
+        this thread waits for (a remote device went away).  This thread never comes back from
+        libllama.  Fail every request now, with ggml's reason, and refuse new ones; the engine
+        reports the failure.  Called on the aborting thread, so only what is safe from any
+        thread is done: the queues under the lock, the answers straight to the pump."""
+        if self.failure is not None:
+            return
+        self.failure = exc
+        _log.error("libllama stopped under the engine: %s", exc)
+        error = EngineError(f"the model's backend failed: {exc}; the server must be restarted")
+        with self._cond:
+            self._stopping = True
+            pending = list(self.admission.waiting) + self._inbox
+            self.admission.waiting.clear()
+            self._inbox.clear()
+            commands = list(self._commands)
+            self._commands.clear()
+            self._cond.notify()
+        jobs = [slot.job for slot in list(self.active) if slot.job is not None]
+        for item in pending:
+            if not isinstance(item, SystemPromptUpdate):
+                item.drop()
+                jobs.append(item)
+        self._delivery.deliver_now([(job, error) for job in jobs if not job.finished])
+        for _, future in commands:
+            future.set_exception(error)
+
+    @property
+    def parked(self) -> bool:
+        """Whether the thread is stuck inside libllama for good (see ``_on_native_abort``)."""
+        from llama_ffi import NativeAbort
+
+        return isinstance(self.failure, NativeAbort)
+
     def _shutdown(self) -> None:
+        if self.parked:   # every request was answered; the native state is not to be touched
+            return
         error = NotReady("the server is shutting down")
         with self._cond:
             self._stopping = True
