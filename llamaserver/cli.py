@@ -325,6 +325,26 @@ async def _serve(server: LlamaServer) -> BaseException | None:
     return failure[0] if failure else None
 
 
+def _serve_on_ray(settings: ServerSettings) -> int:
+    from ._logging import configure_logging
+
+    try:
+        from .ray import run
+    except ImportError as exc:
+        print_line("error", f"--ray-replicas needs Ray Serve ({exc}): pip install -e '.[ray]'")
+        return 1
+    configure_logging(settings)
+    try:
+        run(settings)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # e.g. no cluster at --ray-address
+        _log.debug("start-up on Ray failed", exc_info=True)
+        print_line("error", str(exc) or type(exc).__name__)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llamaserver`` command and ``python -m llamaserver``."""
     settings = parse_args(argv)
@@ -336,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.model is not None and not Path(settings.model).expanduser().is_file():
         print_line("error", f"model file not found: {settings.model}")
         return 1
+    if settings.ray_replicas or settings.ray_max_replicas:
+        return _serve_on_ray(settings)
     try:
         configure_logging(settings)
         for line in upstream.notes(settings.not_applied):
