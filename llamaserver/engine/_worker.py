@@ -200,6 +200,14 @@ class Worker:
         self.failure = exc
         _log.error("libllama stopped under the engine: %s", exc)
         error = EngineError(f"the model's backend failed: {exc}; the server must be restarted")
+        pending, commands = self._stop_taking()
+        jobs = [slot.job for slot in list(self.active) if slot.job is not None] + pending
+        self._delivery.deliver_now([(job, error) for job in jobs if not job.finished])
+        for _, future in commands:
+            future.set_exception(error)
+
+    def _stop_taking(self) -> tuple[list[Job | EmbeddingJob], list[tuple[Callable[[], Any], Any]]]:
+        """Refuse new work; the requests that were waiting (dropped) and the commands."""
         with self._cond:
             self._stopping = True
             pending = list(self.admission.waiting) + self._inbox
@@ -208,14 +216,10 @@ class Worker:
             commands = list(self._commands)
             self._commands.clear()
             self._cond.notify()
-        jobs = [slot.job for slot in list(self.active) if slot.job is not None]
-        for item in pending:
-            if not isinstance(item, SystemPromptUpdate):
-                item.drop()
-                jobs.append(item)
-        self._delivery.deliver_now([(job, error) for job in jobs if not job.finished])
-        for _, future in commands:
-            future.set_exception(error)
+        jobs = [item for item in pending if not isinstance(item, SystemPromptUpdate)]
+        for job in jobs:
+            job.drop()
+        return jobs, commands
 
     @property
     def parked(self) -> bool:
@@ -228,21 +232,13 @@ class Worker:
         if self.parked:   # every request was answered; the native state is not to be touched
             return
         error = NotReady("the server is shutting down")
-        with self._cond:
-            self._stopping = True
-            pending = list(self.admission.waiting) + self._inbox
-            self.admission.waiting.clear()
-            self._inbox.clear()
-            commands = list(self._commands)
-            self._commands.clear()
+        pending, commands = self._stop_taking()
         for slot in list(self.active):
             if slot.job is not None:
                 self.send(slot.job, error)
             self.release(slot)
-        for item in pending:
-            if not isinstance(item, SystemPromptUpdate):
-                item.drop()
-                self.send(item, error)
+        for job in pending:
+            self.send(job, error)
         for _, future in commands:
             future.set_exception(error)
         self._flush()

@@ -93,3 +93,21 @@ def test_the_index_is_bounded() -> None:
     for n in range(5):
         index.record(routing_key("/completion", {"prompt": f"conversation {n} " * 30}).blocks, "a")
     assert len(index) == 10
+
+
+def test_replica_count_or_autoscaling_bounds_from_the_settings() -> None:
+    import pydantic
+    import pytest
+
+    from llamaserver.ray._app import _scaling, replica_settings
+    from llamaserver.settings import ServerSettings
+
+    assert _scaling(ServerSettings(ray_replicas=2)) == {"num_replicas": 2}
+    scaling = _scaling(ServerSettings(ray_min_replicas=1, ray_max_replicas=4, ray_target_queue=3))
+    assert scaling == {"autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
+                                              "initial_replicas": 1, "target_ongoing_requests": 3}}
+    with pytest.raises(pydantic.ValidationError, match="more than --ray-max-replicas"):
+        ServerSettings(ray_min_replicas=3, ray_max_replicas=2)
+    # a replica gets the server's settings, not where the front door listens or how to scale
+    shipped = replica_settings(ServerSettings(ray_replicas=2, port=9000, parallel=3, api_key=["k"]))
+    assert shipped == {"parallel": 3, "api_key": ["k"]}
