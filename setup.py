@@ -5,6 +5,8 @@ generated from the llama.h that build produced.
 """
 
 import importlib.util
+import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -21,8 +23,26 @@ def ensure_native() -> None:
     """Run build_native.py once per setup.py process; it reuses its cache when nothing changed."""
     if getattr(ensure_native, "done", False):
         return
-    subprocess.check_call([sys.executable, str(ROOT / "build_native.py")], cwd=ROOT)
+    subprocess.check_call([sys.executable, str(ROOT / "build_native.py"), *_as_staged()], cwd=ROOT)
     ensure_native.done = True
+
+
+def _as_staged() -> list[str]:
+    """The options of the build already staged (``python build_native.py --backend cuda`` or
+    ``--with-server`` before ``pip install``), so that installing reuses it rather than
+    building the CPU default over it; the environment's LLAMA_FFI_* settings still win."""
+    try:
+        staged = json.loads((NATIVE / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return []
+    args = []
+    if "LLAMA_FFI_BACKEND" not in os.environ and staged.get("backend"):
+        args += ["--backend", staged["backend"]]
+    if "llama-server" in staged.get("targets", ()):
+        args.append("--with-server")
+    if staged.get("rpc"):
+        args.append("--rpc")
+    return args
 
 
 def _load_cffi_builder():

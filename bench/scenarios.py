@@ -79,6 +79,7 @@ class Outcome:
     ttft_s: float = 0.0
     tokens: int = 0
     prompt_n: int = 0      # prompt tokens the server evaluated (from its timings)
+    cache_n: int = 0       # prompt tokens it took from its cache instead
     draft_n: int = 0
     accepted: int = 0
     text: str = ""
@@ -98,9 +99,18 @@ class Run:
         values = [o.ttft_s for o in self.outcomes if o.ok]
         return statistics.median(values) * 1000 if values else float("nan")
 
+    def ttft_ms(self, quantile: float) -> float:
+        values = sorted(o.ttft_s for o in self.outcomes if o.ok)
+        return values[min(len(values) - 1, int(quantile * len(values)))] * 1000 if values else float("nan")
+
     @property
     def prompt_n(self) -> int:
         return sum(o.prompt_n for o in self.outcomes)
+
+    @property
+    def cache_hit_rate(self) -> float:
+        cached = sum(o.cache_n for o in self.outcomes)
+        return cached / (cached + self.prompt_n) if cached + self.prompt_n else float("nan")
 
     @property
     def errors(self) -> int:
@@ -134,8 +144,9 @@ async def _stream(client: httpx.AsyncClient, path: str, body: dict, text_of) -> 
     timings = final.get("timings", {})
     tokens = int(timings.get("predicted_n", 0))
     return Outcome(tokens > 0, ttft or time.perf_counter() - sent, tokens,
-                   int(timings.get("prompt_n", 0)), int(timings.get("draft_n", 0)),
-                   int(timings.get("draft_n_accepted", 0)), "".join(parts))
+                   int(timings.get("prompt_n", 0)), int(timings.get("cache_n", 0)),
+                   int(timings.get("draft_n", 0)), int(timings.get("draft_n_accepted", 0)),
+                   "".join(parts))
 
 
 def _chat_text(event: dict) -> str:
@@ -160,8 +171,10 @@ async def multi_turn(url: str, *, users: int = 16, turns: int = 3, clients: int 
                 await wake.wait()
                 continue
             user, turn = ready.popleft()
-            messages = histories[user] + [
-                {"role": "user", "content": QUESTIONS[turn].format(u=user)}]
+            question = QUESTIONS[turn % len(QUESTIONS)].format(u=user)
+            if turn >= len(QUESTIONS):     # longer conversations ask again, numbered
+                question += f" (question {turn + 1})"
+            messages = histories[user] + [{"role": "user", "content": question}]
             body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0.0,
                     "stream": True, "ignore_eos": True}
             outcome = await _stream(client, url + "/v1/chat/completions", body, _chat_text)

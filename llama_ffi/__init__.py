@@ -14,7 +14,10 @@ from llama_ffi._errors import (
     LlamaError,
     MediaError,
     ModelLoadError,
+    NativeAbort,
     NativeLibraryError,
+    RpcServerError,
+    RpcUnavailableError,
     StateError,
     TemplateError,
 )
@@ -25,6 +28,9 @@ from llama_ffi._chat_template import ChatTemplate, builtin_template_names
 from llama_ffi._context import Context
 from llama_ffi._decoder import TokenDecoder
 from llama_ffi._embedding import Embedder, normalize_embedding
+from llama_ffi._devices import (Device, add_rpc_servers, default_devices, devices, find_devices,
+                               is_loopback_endpoint, rpc_server_path, rpc_supported)
+from llama_ffi._native_abort import guard_native_aborts
 from llama_ffi._default_model import default_model_path, native_manifest, system_info
 from llama_ffi._llama import Llama
 from llama_ffi._lora import LoraAdapter
@@ -51,6 +57,7 @@ __all__ = [
     "DEFAULT_SAMPLERS",
     "DEFAULT_SEED",
     "DecodeError",
+    "Device",
     "Embedder",
     "GrammarError",
     "InvalidTokenError",
@@ -64,9 +71,12 @@ __all__ = [
     "MediaLimits",
     "Model",
     "ModelLoadError",
+    "NativeAbort",
     "NativeLibraryError",
     "Projector",
     "RerankPrompt",
+    "RpcServerError",
+    "RpcUnavailableError",
     "SamplerChain",
     "SamplerParams",
     "StateError",
@@ -75,14 +85,22 @@ __all__ = [
     "TokenDecoder",
     "TokenProbs",
     "Vocab",
+    "add_rpc_servers",
     "build_info",
     "builtin_template_names",
     "check_projector_file",
+    "default_devices",
     "default_model_path",
+    "devices",
     "ffi",
+    "find_devices",
+    "guard_native_aborts",
+    "is_loopback_endpoint",
     "lib",
     "native_manifest",
     "normalize_embedding",
     "numa_init",
+    "rpc_server_path",
+    "rpc_supported",
     "system_info",
 ]

@@ -1,14 +1,17 @@
-"""cffi out-of-line API-mode builder for libllama and libmtmd.
+"""cffi out-of-line API-mode builder for libllama, libmtmd and ggml (devices, RPC, aborts).
 
-The cdef is generated from the very ``llama.h``, ``mtmd.h`` and ``mtmd-helper.h``
-the native libraries were built with: each header is run through the C
-preprocessor, the declarations that come from that header itself are kept, and
-the few ggml/gguf types they mention are pulled in (enums by name only, structs
-as ``{ ...; }`` or opaque).  The headers are taken in order, so ``mtmd.h``
-reuses what ``llama.h`` already declared.  Enumerator
-values, ``LLAMA_*`` integer constants and struct layouts are left to the C
-compiler (``...``), so a header change shows up as a compile error instead of
-a silently wrong binding.
+The cdef is generated from the very ``ggml-backend.h``, ``ggml-rpc.h``, ``llama.h``,
+``mtmd.h`` and ``mtmd-helper.h`` the native libraries were built with (and, from ``ggml.h``,
+the abort hook only: ``SELECTED``): each header is run through the C preprocessor, the
+declarations that come from that header itself are kept, and the few ggml/gguf types they
+mention are pulled in (enums by name only, structs as ``{ ...; }`` or opaque).  The headers
+are taken in order, so ``llama.h`` reuses what ``ggml-backend.h`` already declared.
+``ggml-rpc.h`` is bound as function-pointer types only (``ggml_backend_rpc_add_server_t`` for
+``ggml_backend_rpc_add_server``): its library exists only in builds made with ``--rpc``, so
+the functions are looked up at run time through ggml's backend registry (as upstream's tools
+do) and the binding loads without them.  Enumerator values, ``LLAMA_*`` integer constants and
+struct layouts are left to the C compiler (``...``), so a header change shows up as a compile
+error instead of a silently wrong binding.
 
 ``setup.py`` uses the module-level ``ffibuilder``
 (``cffi_modules=["llama_ffi/_cffi_build.py:ffibuilder"]``).  For development::
@@ -33,16 +36,25 @@ MODULE_NAME = "llama_ffi._llama_cffi"
 PACKAGE_DIR = Path(__file__).resolve().parent
 NATIVE_DIR_ENV = "LLAMA_FFI_NATIVE_DIR"
 LIBRARIES = ["mtmd", "llama", "ggml", "ggml-base"]
-# The bound headers, in dependency order, with the prefix of their integer macros.
-HEADERS = (("llama.h", "LLAMA_"), ("mtmd.h", "MTMD_"), ("mtmd-helper.h", "MTMD_"))
+# The bound headers, in dependency order, with the prefixes of their integer macros.
+HEADERS = (("ggml.h", ()), ("ggml-backend.h", ("GGML_BACKEND_",)),
+           ("ggml-rpc.h", ("GGML_RPC_", "RPC_PROTO_")),
+           ("llama.h", ("LLAMA_",)), ("mtmd.h", ("MTMD_",)), ("mtmd-helper.h", ("MTMD_",)))
+# Headers bound in part: only these functions (and the types they use).  From ggml.h, only
+# the abort hook: the tensor API is not this binding's business.
+SELECTED = {"ggml.h": frozenset({"ggml_set_abort_callback"})}
+# Headers whose functions live in a library that a build may lack: bound as pointer types.
+LOOKUP_ONLY = frozenset({"ggml-rpc.h"})
+LOOKUP_TYPE_MARK = "/* looked up */"
 BUILD_HINT = "run `python build_native.py` first (or set LLAMA_FFI_NATIVE_DIR to a staged native tree)"
 
 # Callbacks that libllama calls back into Python.  Their bodies live in
-# _log.py, _model.py, _context.py and _custom_samplers.py (ffi.def_extern).
+# _log.py, _callbacks.py, _native_abort.py and _custom_samplers.py (ffi.def_extern).
 PYTHON_CALLBACKS = """
 extern "Python" void llama_ffi_on_log(enum ggml_log_level level, const char * text, void * user_data);
 extern "Python" bool llama_ffi_on_progress(float progress, void * user_data);
 extern "Python" bool llama_ffi_on_abort(void * user_data);
+extern "Python" void llama_ffi_on_ggml_abort(const char * error_message);
 extern "Python" const char * llama_ffi_sampler_name(const struct llama_sampler * smpl);
 extern "Python" void llama_ffi_sampler_apply(struct llama_sampler * smpl, llama_token_data_array * cur_p);
 extern "Python" void llama_ffi_sampler_free(struct llama_sampler * smpl);
@@ -197,7 +209,7 @@ def _matching_paren(text: str, i: int) -> int:
 
 
 _ATTRIBUTE_WITH_ARGS = re.compile(r"\b(__attribute__|__attribute|__declspec|__asm__|__asm|asm)\s*\(")
-_BARE_QUALIFIERS = re.compile(r"\b(__extension__|__restrict__|__restrict|__inline__|__inline|__THROW)\b")
+_BARE_QUALIFIERS = re.compile(r"\b(__extension__|__restrict__|__restrict|__inline__|__inline|__THROW|_Noreturn)\b")
 
 
 def _strip_attributes(text: str) -> str:
@@ -367,7 +379,7 @@ def _dependency_cdef(own: list[_Decl], deps_text: str, already: set[str]) -> lis
 _INT_LITERAL = re.compile(r"^\(?\s*-?\s*(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\s*\)?$")
 
 
-def _integer_macros(header: Path, include_dir: Path, prefix: str) -> list[str]:
+def _integer_macros(header: Path, include_dir: Path, prefix: tuple[str, ...]) -> list[str]:
     """Names of the object-like ``<prefix>*`` macros whose expansion is an integer literal."""
     macros: dict[str, str] = {}
     for line in _run_cpp(header, include_dir, "-dM").splitlines():
@@ -387,11 +399,23 @@ def _integer_macros(header: Path, include_dir: Path, prefix: str) -> list[str]:
     return sorted(names)
 
 
-def _header_cdef(include_dir: Path, name: str, prefix: str, emitted: set[str]) -> list[str]:
+def _function_pointer_type(decl: _Decl) -> str:
+    """``extern R f(args)`` -> ``typedef R (*f_t)(args)``: the type of a looked-up function."""
+    text = decl.text[len("extern "):] if decl.text.startswith("extern ") else decl.text
+    at = text.index(decl.name + "(") if decl.name + "(" in text else text.index(decl.name)
+    rest = text[at + len(decl.name):].lstrip()
+    return f"typedef {text[:at]}(*{decl.name}_t){rest}; {LOOKUP_TYPE_MARK}"
+
+
+def _header_cdef(include_dir: Path, name: str, prefix: tuple[str, ...], emitted: set[str]) -> list[str]:
     """The cdef lines for one header; ``emitted`` holds the names earlier headers declared."""
     header = include_dir / name
     own_text, deps_text = _split_by_origin(_run_cpp(header, include_dir), header, include_dir)
     own = [_classify(d) for d in _top_level_declarations(_strip_attributes(own_text))]
+    if name in SELECTED:
+        # the chosen functions; what they use comes in as if from another header
+        own = [d for d in own if d.kind == "function" and d.name in SELECTED[name]]
+        deps_text = own_text + "\n" + deps_text
 
     lines = [f"/* generated from {name} by llama_ffi/_cffi_build.py */"]
     lines += _dependency_cdef(own, deps_text, emitted)
@@ -402,6 +426,8 @@ def _header_cdef(include_dir: Path, name: str, prefix: str, emitted: set[str]) -
             lines.append(_partial_struct(decl.text, keep_fields=True) + ";")
         elif decl.kind == "other":
             raise RuntimeError(f"unexpected declaration in {name}: {decl.text[:120]}")
+        elif decl.kind == "function" and name in LOOKUP_ONLY:
+            lines.append(_function_pointer_type(decl))
         else:
             lines.append(decl.text + ";")
         emitted.add(decl.name)
@@ -411,8 +437,7 @@ def _header_cdef(include_dir: Path, name: str, prefix: str, emitted: set[str]) -
 
 
 def generate_cdef(include_dir: Path) -> str:
-    """The cdef for ``llama.h``, ``mtmd.h`` and ``mtmd-helper.h`` in ``include_dir``
-    (without the callbacks and helpers)."""
+    """The cdef for the bound headers in ``include_dir`` (without the callbacks and helpers)."""
     emitted: set[str] = set()
     lines: list[str] = []
     for name, prefix in HEADERS:
@@ -453,9 +478,12 @@ def make_ffibuilder(native: Path | None = None) -> cffi.FFI:
             raise RuntimeError(f"{name} not found in {include_dir}: {BUILD_HINT}")
 
     builder = cffi.FFI()
-    builder.cdef(generate_cdef(include_dir) + PYTHON_CALLBACKS + HELPERS_CDEF)
+    cdef = generate_cdef(include_dir)
+    builder.cdef(cdef + PYTHON_CALLBACKS + HELPERS_CDEF)
     info = json.dumps(_build_info(native), sort_keys=True)
     includes = "".join(f'#include "{name}"\n' for name, _prefix in HEADERS)
+    # The looked-up functions' pointer types are the binding's own: C must see them too.
+    includes += "".join(line + "\n" for line in cdef.splitlines() if line.endswith(LOOKUP_TYPE_MARK))
     builder.set_source(
         MODULE_NAME,
         f"#include <math.h>\n{includes}#define LLAMA_FFI_BUILD_INFO {_c_string(info)}\n" + HELPERS_SOURCE,

@@ -11,8 +11,12 @@ Exception tree::
     ├── TemplateError (also ValueError)         a chat template failed to render
     ├── GrammarError (also ValueError)          a GBNF grammar failed to parse
     ├── StateError                              a state/session save or load failed
-    └── MediaError (also ValueError)            image/audio data that is not a supported format,
-                                                is over a size limit, or that libmtmd rejects
+    ├── MediaError (also ValueError)            image/audio data that is not a supported format,
+    │                                           is over a size limit, or that libmtmd rejects
+    ├── RpcUnavailableError                     the library was built without ggml's RPC backend
+    ├── RpcServerError                          an RPC server is unreachable or offers no device
+    └── NativeAbort                             ggml aborted on a thread that asked to survive it
+                                                (the thread is parked; see _native_abort.py)
 
 libllama and libmtmd report failure with NULL pointers, zero sizes and integer
 codes; ``check_pointer``, ``check_size``, ``check_decode`` and ``check_mtmd``
@@ -72,6 +76,18 @@ class StateError(LlamaError):
 class MediaError(LlamaError, ValueError):
     """Image or audio input that cannot be used: not a supported format, over a size limit,
     not accepted by the projector, or a prompt whose media markers do not match its media."""
+
+
+class RpcUnavailableError(LlamaError):
+    """This libllama was built without ggml's RPC backend (``build_native.py --rpc``)."""
+
+
+class RpcServerError(LlamaError):
+    """An RPC server cannot be used: nothing listening there, or it offers no devices."""
+
+
+class NativeAbort(LlamaError):
+    """ggml aborted on a guarded thread; the message is ggml's (file, line and reason)."""
 
 
 # llama_decode's documented return codes

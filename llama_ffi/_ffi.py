@@ -25,12 +25,13 @@ except ImportError as exc:
 
 
 # The headers the binding is generated from, and the build-info key of each one's sha256.
-BOUND_HEADERS = {"llama.h": "llama_h_sha256", "mtmd.h": "mtmd_h_sha256", "mtmd-helper.h": "mtmd_helper_h_sha256"}
+BOUND_HEADERS = {"ggml.h": "ggml_h_sha256", "ggml-backend.h": "ggml_backend_h_sha256", "ggml-rpc.h": "ggml_rpc_h_sha256",
+                 "llama.h": "llama_h_sha256", "mtmd.h": "mtmd_h_sha256", "mtmd-helper.h": "mtmd_helper_h_sha256"}
 
 
 def build_info() -> dict[str, str]:
     """What the extension was compiled against: ``upstream_commit`` and each bound header's
-    sha256 (``llama_h_sha256``, ``mtmd_h_sha256``, ``mtmd_helper_h_sha256``)."""
+    sha256 (``ggml_backend_h_sha256``, ``ggml_rpc_h_sha256``, ``llama_h_sha256``, ...)."""
     return json.loads(ffi.string(lib.llama_ffi_build_info()).decode("utf-8"))
 
 
@@ -71,6 +72,10 @@ class _Backend:
         self._ready = False
         self.log_route: Any = None
         self.numa: str | None = None
+        # ggml's abort hook is one per process: the threads that asked to survive an abort,
+        # by thread id (see _native_abort.py).
+        self.abort_handlers: dict[int, Any] = {}
+        self.abort_route_installed = False
 
     def ensure(self) -> None:
         if self._ready:
@@ -122,4 +127,9 @@ def numa_init(strategy: str) -> None:
     _BACKEND.numa_init(strategy)
 
 
-__all__ = ["ffi", "lib", "build_info", "ensure_backend", "numa_init", "NATIVE_DIR"]
+def backend_state() -> _Backend:
+    """The process-wide libllama state (for the modules that hook process-wide C state)."""
+    return _BACKEND
+
+
+__all__ = ["ffi", "lib", "build_info", "ensure_backend", "numa_init", "backend_state", "NATIVE_DIR"]

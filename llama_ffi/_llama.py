@@ -13,6 +13,7 @@ from llama_ffi._chat_template import ChatTemplate
 from llama_ffi._context import Context
 from llama_ffi._decoder import TokenDecoder
 from llama_ffi._default_model import default_model_path
+from llama_ffi._devices import add_rpc_servers, default_devices
 from llama_ffi._embedding import Embedder, normalize_embedding
 from llama_ffi._errors import ContextError, MediaError
 from llama_ffi._log import LOGGER_NAME
@@ -52,6 +53,8 @@ class Llama:
         lora: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
         | Mapping[str | os.PathLike[str], float] | None = None,
         mmproj: str | os.PathLike[str] | None = None,
+        rpc: Sequence[str] | None = None,
+        tensor_split: Sequence[float] | None = None,
         verbose: bool = False,
     ) -> None:
         if verbose:
@@ -59,7 +62,11 @@ class Llama:
             if not logger.handlers:
                 logger.addHandler(logging.StreamHandler())
             logger.setLevel(logging.INFO)
-        self.model = Model(model_path if model_path is not None else default_model_path(), n_gpu_layers=n_gpu_layers)
+        # rpc: remote devices (rpc-server's host:port) that take n_gpu_layers with the local
+        # GPUs, split by tensor_split; nothing else registered in the process is used.
+        devices = default_devices(add_rpc_servers(rpc)) if rpc else None
+        self.model = Model(model_path if model_path is not None else default_model_path(),
+                           n_gpu_layers=n_gpu_layers, devices=devices, tensor_split=tensor_split)
         try:
             self.context = Context(self.model, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=n_threads)
             self._batch = Batch(self.context.n_batch)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from llama_ffi._callbacks import PROGRESS_CALLBACK, CallbackSlot
+from llama_ffi._devices import Device, device_array, find_devices
 from llama_ffi._errors import ModelLoadError, check_pointer, reraise_pending
 from llama_ffi._ffi import ensure_backend, ffi, lib
 from llama_ffi._handle import OwnedHandle
@@ -78,6 +79,7 @@ class Model(OwnedHandle):
         use_mlock: bool = False,
         vocab_only: bool = False,
         progress: Callable[[float], bool] | None = None,
+        devices: Sequence[Device | str] | None = None,
     ) -> None:
         ensure_backend()
         self.path = Path(path)
@@ -92,6 +94,15 @@ class Model(OwnedHandle):
         params.split_mode = SPLIT_MODES[split_mode]
         params.load_mode = _load_mode(use_mmap, use_mlock)
         params.vocab_only = vocab_only
+
+        # None: libllama's choice (every GPU and RPC device registered in the process);
+        # a list names them (``[]``: none, the CPU only), in the order layers fill them.
+        chosen = None
+        if devices is not None:
+            names = [d for d in devices if isinstance(d, str)]
+            by_name = iter(find_devices(names)) if names else iter(())
+            chosen = device_array([next(by_name) if isinstance(d, str) else d for d in devices])
+            params.devices = chosen
 
         split = None
         if tensor_split:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -32,18 +33,21 @@ def _version() -> str:
     return line
 
 
-def _devices() -> str:
+def _devices(rpc: str | None) -> str:
+    """upstream's listing: the devices layers can go to (not the CPU), remote ones of
+    ``--rpc`` (given before --list-devices, or LLAMA_ARG_RPC) included."""
     try:
-        from llama_ffi import lib, native_manifest
+        import llama_ffi
 
-        backend = native_manifest().get("backend", "cpu")
-        gpu = bool(lib.llama_supports_gpu_offload())
-    except Exception as exc:  # no native build: say so rather than fail
+        if rpc:
+            llama_ffi.add_rpc_servers([e for e in rpc.split(",") if e.strip()])
+        found = [d for d in llama_ffi.devices() if d.type != "cpu"]
+    except Exception as exc:  # no native build, an unreachable server: say so rather than fail
         return f"Available devices: unknown ({exc})"
-    if not gpu:
-        return f"Available devices: none (a {backend} build: everything runs on the CPU)"
-    return (f"Available devices: the {backend} backend's GPUs (libllama chooses them; "
-            "-ngl N offloads layers, -mg and -ts place them)")
+    lines = ["Available devices:"]
+    lines += [f"  {d.name}: {d.description} ({d.memory_total >> 20} MiB, "
+              f"{d.memory_free >> 20} MiB free)" for d in found] or ["  (none)"]
+    return "\n".join(lines)
 
 
 def _cache_list() -> str:
@@ -78,7 +82,11 @@ class _PrintAndExit(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        text = {"version": _version, "devices": _devices, "cache": _cache_list}.get(self.what)
+        if self.what == "devices":
+            rpc = getattr(namespace, "rpc", None) or os.environ.get("LLAMA_ARG_RPC")
+            print(_devices(",".join(rpc) if isinstance(rpc, list) else rpc))
+            parser.exit(0)
+        text = {"version": _version, "cache": _cache_list}.get(self.what)
         print(text() if text else _completion(parser))
         parser.exit(0)
 
@@ -89,7 +97,8 @@ def add_info_flags(parser: argparse.ArgumentParser) -> None:
                        help="Show this help and exit.")
     for flags, what, text in (
             (("--version",), "version", "Show the version and the libllama build."),
-            (("--list-devices",), "devices", "Show the devices this build can offload to."),
+            (("--list-devices",), "devices", "Show the devices this build can offload to "
+             "(with an earlier --rpc, the remote ones too)."),
             (("-cl", "--cache-list"), "cache", "List the models in the download cache."),
             (("--completion-bash",), "completion", "Print a bash completion script.")):
         group.add_argument(*flags, action=_PrintAndExit, what=what, help=text)

@@ -341,6 +341,26 @@ async def _serve(server: LlamaServer) -> BaseException | None:
     return failure[0] if failure else None
 
 
+def _serve_on_ray(settings: ServerSettings) -> int:
+    from ._logging import configure_logging
+
+    try:
+        from .ray import run
+    except ImportError as exc:
+        print_line("error", f"--ray-replicas needs Ray Serve ({exc}): pip install -e '.[ray]'")
+        return 1
+    configure_logging(settings)
+    try:
+        run(settings)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # e.g. no cluster at --ray-address
+        _log.debug("start-up on Ray failed", exc_info=True)
+        print_line("error", str(exc) or type(exc).__name__)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llamaserver`` command and ``python -m llamaserver``."""
     settings = parse_args(argv)
@@ -360,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print_line("error", str(exc))
         return 1
+    if settings.ray_replicas or settings.ray_max_replicas:
+        return _serve_on_ray(settings)
     # The process is the server's own: a thread that runs Python (a chat template, a large
     # body's validation) gives the lock up every 1 ms instead of 5, so the event loop (and
     # /health) waits at most a few ms per busy thread.

@@ -85,6 +85,11 @@ class LlamaServer:
         return self._ctx.state
 
     @property
+    def error(self) -> str | None:
+        """Why the server cannot serve, in state ``error`` (else ``None``)."""
+        return self._ctx.failure if self.state == "error" else None
+
+    @property
     def model_path(self) -> Path | None:
         return self._ctx.model_path
 

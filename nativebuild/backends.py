@@ -24,6 +24,7 @@ class BuildOptions:
     cublas_root: str | None = None                    # a tree with include/ and lib/ for cuBLAS
     hip_targets: str | None = None
     blas_vendor: str = "OpenBLAS"
+    rpc: bool = False                                 # ggml's RPC backend (remote devices) and rpc-server
     extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -61,6 +62,11 @@ def cpu_args(options: BuildOptions) -> list[str]:
     # -march=native would switch on whatever CPUID reports, including what cannot run here:
     # name each extension the probe proved instead.
     return ["-DGGML_NATIVE=OFF"] + [f"-D{name}={_on(on)}" for name, on in options.cpu_options]
+
+
+def rpc_args(options: BuildOptions) -> list[str]:
+    # RPC is a backend beside the main one (remote devices over TCP), not instead of it.
+    return ["-DGGML_RPC=ON"] if options.rpc else []
 
 
 def backend_args(options: BuildOptions) -> list[str]:
@@ -113,7 +119,8 @@ def cmake_args(options: BuildOptions) -> list[str]:
 
 
 def compile_args(options: BuildOptions) -> list[str]:
-    return common_args() + cpu_args(options) + backend_args(options) + list(options.extra_args)
+    return (common_args() + cpu_args(options) + backend_args(options) + rpc_args(options)
+            + list(options.extra_args))
 
 
 def generator() -> list[str]:

@@ -23,6 +23,11 @@ SCHEMA = 1                       # bump when the layout of a cached build change
 BASE_TARGETS = ("llama", "mtmd", "llama-simple")
 # Upstream's tools that tests and benchmarks compare against (--with-server).
 REFERENCE_TARGETS = ("llama-server", "llama-mtmd-cli")
+# Upstream's RPC server (tools/rpc, "rpc-server"; its CMake target is named ggml-rpc-server):
+# it serves this machine's devices to a libllama elsewhere (--rpc).
+RPC_TARGETS = ("ggml-rpc-server",)
+# The tools that are staged into bin/ when they were built.
+TOOL_PREFIXES = ("llama-", "ggml-rpc-")
 # Public headers outside include/ and ggml/include that the binding is generated from.
 EXTRA_HEADERS = ("tools/mtmd/mtmd.h", "tools/mtmd/mtmd-helper.h")
 _ENV_THAT_CHANGES_BUILDS = ("CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS", "CUDAFLAGS", "CUDACXX",
@@ -151,7 +156,7 @@ def _stage(plan: Plan, build_dir: pathlib.Path, out: pathlib.Path) -> dict:
     tools = []
     for target in plan.targets:
         exe = products / target
-        if target.startswith("llama-") and exe.exists():
+        if target.startswith(TOOL_PREFIXES) and exe.exists():
             shutil.copy2(exe, out / "bin" / target)
             tools.append(target)
     return {"libraries": libs, "tools": tools}
@@ -182,6 +187,7 @@ def build(plan: Plan, log, *, clean: bool = False) -> dict:
             "source_dir": str(plan.source.path),
             "cmake_args": plan.args,
             "portable": plan.options.portable,
+            "rpc": plan.options.rpc,
             "cpu_features_reported": list(plan.probe.reported) if plan.probe else [],
             "cpu_features": [name for name in (plan.probe.usable if plan.probe else ())
                              if name not in plan.notes],

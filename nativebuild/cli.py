@@ -14,7 +14,8 @@ import sys
 import time
 
 from . import backends, cpu_probe, verdicts
-from .build import BuildError, Plan, BASE_TARGETS, REFERENCE_TARGETS, build_and_prove, default_cache, install
+from .build import (BuildError, Plan, BASE_TARGETS, REFERENCE_TARGETS, RPC_TARGETS, build_and_prove,
+                    default_cache, install)
 from .source import SourceError, acquire
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -40,7 +41,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", action="store_true", default=_env_flag("LLAMA_FFI_CLEAN"),
                    help="rebuild from scratch even when the cache has this build (env LLAMA_FFI_CLEAN=1)")
     p.add_argument("--with-server", action="store_true", default=_env_flag("LLAMA_FFI_WITH_SERVER"),
-                   help="also build upstream's llama-server and llama-mtmd-cli (references for tests and benchmarks)")
+                   help="also build upstream's llama-server, llama-mtmd-cli and rpc-server (references for tests and"
+                        " benchmarks; implies --rpc)")
+    p.add_argument("--rpc", action="store_true", default=_env_flag("LLAMA_FFI_RPC"),
+                   help="also build ggml's RPC backend (remote devices, llamaserver --rpc) and upstream's"
+                        " rpc-server (staged as bin/ggml-rpc-server) (env LLAMA_FFI_RPC=1)")
     p.add_argument("--cuda-arch", default=env("LLAMA_FFI_CUDA_ARCHITECTURES"),
                    help="CMAKE_CUDA_ARCHITECTURES, e.g. 90 or '80;86;90' (default: native)")
     p.add_argument("--cublas-root", default=env("LLAMA_FFI_CUBLAS_ROOT"),
@@ -101,6 +106,7 @@ def options_from(ns: argparse.Namespace, probe: cpu_probe.ProbeResult | None) ->
         cublas_root=_cublas_link_tree(cublas, ns.cache_dir) if cublas else None,
         hip_targets=ns.hip_targets,
         blas_vendor=ns.blas_vendor,
+        rpc=ns.rpc,
         extra_args=tuple(ns.cmake_arg),
     )
 
@@ -125,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         source = acquire(ns.cache_dir, ns.source, log)
-        targets = BASE_TARGETS + (REFERENCE_TARGETS if ns.with_server else ())
+        # The reference tools include rpc-server: the tests of --rpc run against it.
+        ns.rpc = ns.rpc or ns.with_server
+        targets = (BASE_TARGETS + (REFERENCE_TARGETS if ns.with_server else ())
+                   + (RPC_TARGETS if ns.rpc else ()))
         plan = Plan(source, options_from(ns, probe), targets, max(1, ns.jobs), ns.cache_dir, probe)
         log(f"backend {plan.options.backend}, cache key {plan.key}")
         plan, manifest = build_and_prove(plan, log, clean=ns.clean, check=not ns.no_prove)

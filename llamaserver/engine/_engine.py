@@ -102,6 +102,13 @@ class Engine:
         stays loaded (callers may still format what they received) until :meth:`stop`."""
         self._stopped = True
         worker, thread = self._worker, self._thread
+        if worker is not None and worker.parked:
+            # The thread sits inside libllama for good, using the model and context: they
+            # cannot be freed (libllama would crash), so they are left to the process.
+            _log.warning("the engine's native objects are not freed: libllama stopped inside them")
+            self._worker = self._loaded = self._media = None
+            self._thread = None
+            return
         if worker is not None:
             worker.stop()
             if thread is not None:

@@ -11,7 +11,8 @@ from .config import EngineConfig
 
 if TYPE_CHECKING:
     from ._draft_model import DraftModel
-    from llama_ffi import ChatTemplate, Context, Embedder, LoraAdapter, Model, Projector, RerankPrompt
+    from llama_ffi import (ChatTemplate, Context, Device, Embedder, LoraAdapter, Model, Projector,
+                           RerankPrompt)
 
 __all__ = ["Loaded", "load"]
 
@@ -49,7 +50,7 @@ def load(config: EngineConfig) -> Loaded:
     model = Model(c.model, n_gpu_layers=c.n_gpu_layers, main_gpu=c.main_gpu,
                   split_mode=c.split_mode,
                   tensor_split=list(c.tensor_split) if c.tensor_split else None,
-                  use_mmap=c.use_mmap, use_mlock=c.use_mlock)
+                  use_mmap=c.use_mmap, use_mlock=c.use_mlock, devices=_devices(c))
     made: list[Any] = [model]
     try:
         loras = [llama_ffi.LoraAdapter(model, path) for path, _ in c.loras]
@@ -82,6 +83,24 @@ def load(config: EngineConfig) -> Loaded:
         raise
     return Loaded(model, ctx, loras, embedder, rerank_prompt, template, n_ctx_slot, ga_n,
                   projector, draft)
+
+
+def _devices(c: EngineConfig) -> list[Device] | None:
+    """The devices layers go to: --device's, else this server's RPC devices then the local
+    GPUs.  Remote devices live in ggml's one registry per process, so as soon as anyone in the
+    process added some, a server names its own: another server's RPC devices are not its."""
+    import llama_ffi
+
+    remote = llama_ffi.add_rpc_servers(c.rpc_servers) if c.rpc_servers else []
+    for endpoint in c.rpc_servers:
+        if not llama_ffi.is_loopback_endpoint(endpoint):
+            _log.warning("the RPC server %s is not on loopback: rpc-server has no "
+                         "authentication, keep it on a private network", endpoint)
+    if c.devices is not None:
+        return llama_ffi.find_devices(c.devices)
+    if remote or any(d.is_rpc for d in llama_ffi.devices()):
+        return llama_ffi.default_devices(remote)
+    return None   # libllama's own choice: every local GPU
 
 
 def _draft_model(model: Model, c: EngineConfig, n_ctx_slot: int) -> DraftModel | None:

@@ -49,6 +49,16 @@ class Delivery:
             items = self._outbox[loop] = []
         items.append((job, item))
 
+    def deliver_now(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Hand (job, final item) pairs to the pump at once; from any thread (the step's
+        buffer is the worker's own)."""
+        outbox: Outbox = {}
+        for job, item in pairs:
+            job.finished = True
+            outbox.setdefault(job.channel.loop, []).append((job, item))
+        if outbox:
+            self._pump.put(outbox)
+
     def flush(self) -> None:
         if self._outbox:
             outbox, self._outbox = self._outbox, {}

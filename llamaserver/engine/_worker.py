@@ -158,7 +158,13 @@ class Worker:
     # ------------------------------------------------------------------ the thread
 
     def run(self) -> None:
+        from llama_ffi import guard_native_aborts
+
         name_os_thread()
+        with guard_native_aborts(self._on_native_abort):
+            self._run()
+
+    def _run(self) -> None:
         cond = self._cond
         admission = self.admission
         try:
@@ -185,8 +191,25 @@ class Worker:
         finally:
             self._shutdown()
 
-    def _shutdown(self) -> None:
-        error = NotReady("the server is shutting down")
+    def _on_native_abort(self, exc: BaseException) -> None:
+        """libllama gave up: ggml aborted on this thread, or on its RPC client's thread that
+        this thread waits for (a remote device went away).  This thread never comes back from
+        libllama.  Fail every request now, with ggml's reason, and refuse new ones; the engine
+        reports the failure.  Called on the aborting thread, so only what is safe from any
+        thread is done: the queues under the lock, the answers straight to the pump."""
+        if self.failure is not None:
+            return
+        self.failure = exc
+        _log.error("libllama stopped under the engine: %s", exc)
+        error = EngineError(f"the model's backend failed: {exc}; the server must be restarted")
+        pending, commands = self._stop_taking()
+        jobs = [slot.job for slot in list(self.active) if slot.job is not None] + pending
+        self._delivery.deliver_now([(job, error) for job in jobs if not job.finished])
+        for _, future in commands:
+            future.set_exception(error)
+
+    def _stop_taking(self) -> tuple[list[Job | EmbeddingJob], list[tuple[Callable[[], Any], Any]]]:
+        """Refuse new work; the requests that were waiting (dropped) and the commands."""
         with self._cond:
             self._stopping = True
             pending = list(self.admission.waiting) + self._inbox
@@ -194,12 +217,28 @@ class Worker:
             self._inbox.clear()
             commands = list(self._commands)
             self._commands.clear()
+            self._cond.notify()
+        jobs = [item for item in pending if not isinstance(item, SystemPromptUpdate)]
+        for job in jobs:
+            job.drop()
+        return jobs, commands
+
+    @property
+    def parked(self) -> bool:
+        """Whether the thread is stuck inside libllama for good (see ``_on_native_abort``)."""
+        from llama_ffi import NativeAbort
+
+        return isinstance(self.failure, NativeAbort)
+
+    def _shutdown(self) -> None:
+        if self.parked:   # every request was answered; the native state is not to be touched
+            return
+        error = NotReady("the server is shutting down")
+        pending, commands = self._stop_taking()
         for slot in list(self.active):
             self._cut(slot, error)
-        for item in pending:
-            if not isinstance(item, SystemPromptUpdate):
-                item.drop()
-                self.send(item, error)
+        for job in pending:
+            self.send(job, error)
         for _, future in commands:
             future.set_exception(error)
         self._flush()

@@ -23,6 +23,8 @@ class EngineConfig:
     main_gpu: int = 0
     split_mode: str = "layer"
     tensor_split: tuple[float, ...] | None = None
+    rpc_servers: tuple[str, ...] = ()      # rpc-server host:port: their devices are added
+    devices: tuple[str, ...] | None = None  # device names (() = the CPU only); None: see _loader
     use_mmap: bool = True
     use_mlock: bool = False
     numa: str | None = None

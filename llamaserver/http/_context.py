@@ -60,6 +60,15 @@ class ApiContext:
             return "loading"
         return self.engine.state
 
+    @property
+    def failure(self) -> str:
+        """Why the server cannot serve (state ``error``): the model did not load, or the
+        engine failed after loading (a remote RPC device went away, say)."""
+        engine = self.engine
+        if self.load_error is None and engine is not None and engine.error:
+            return engine.error
+        return "Model failed to load"
+
     def ready_engine(self) -> Engine:
         """The engine, or the 503/500 answer a request gets while it cannot serve."""
         state = self.state
@@ -67,7 +76,7 @@ class ApiContext:
             assert self.engine is not None
             return self.engine
         if state == "error":
-            raise ApiError(500, "Model failed to load", "server_error")
+            raise ApiError(500, self.failure, "server_error")
         raise ApiError(503, "Loading model", "unavailable_error", retry_after=1)
 
     @property

@@ -151,7 +151,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
             body = ApiError(503, "Loading model", "unavailable_error").body()
             return json_response({"status": "loading model", **body}, 503)
         if state == "error":
-            body = ApiError(500, "Model failed to load", "server_error").body()
+            body = ApiError(500, ctx.failure, "server_error").body()
             return json_response({"status": "error", **body}, 500)
         slots = ctx.ready_engine().slots()
         processing = sum(1 for s in slots if s.is_processing)

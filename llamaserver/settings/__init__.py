@@ -24,6 +24,7 @@ from .logs import LogSettings
 from .media import MediaSettings
 from .model import ModelSettings
 from .network import NetworkSettings
+from .ray import RaySettings
 from .rope import RopeSettings
 from .sampling import SamplingSettings
 from .speculative import SpeculativeSettings
@@ -34,7 +35,7 @@ __all__ = ["ServerSettings", "CacheType"]
 _SECRETS = ("api_key", "hf_token")
 
 
-class ServerSettings(UpstreamOnly, LogSettings, LimitSettings, NetworkSettings,
+class ServerSettings(UpstreamOnly, LogSettings, LimitSettings, RaySettings, NetworkSettings,
                      HardwareSettings, SamplingSettings, RopeSettings, ContextSettings,
                      ChatSettings, SpeculativeSettings, MediaSettings, ModelSettings):
     """Configuration of one :class:`llamaserver.LlamaServer`.

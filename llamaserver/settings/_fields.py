@@ -29,7 +29,8 @@ SAMPLING = "sampling (the defaults of every request)"
 HARDWARE = "hardware"
 SERVER = "server"
 LOG = "logging"
-GROUPS = (MODEL, CHAT, PERF, SAMPLING, HARDWARE, SERVER, LOG)
+RAY = "replicas on Ray Serve (pip install -e '.[ray]')"
+GROUPS = (MODEL, CHAT, PERF, SAMPLING, HARDWARE, SERVER, RAY, LOG)
 
 
 def cli(*flags: str, group: str, env: str | None = None, negative: tuple[str, ...] = (),

@@ -37,6 +37,19 @@ class HardwareSettings(Group):
         None, description="Share of the model per GPU, comma-separated (e.g. 3,2).",
         json_schema_extra=cli("-ts", "--tensor-split", env="LLAMA_ARG_TENSOR_SPLIT",
                               group=HARDWARE, metavar="SPLIT", append=False))
+    rpc: list[str] | None = Field(
+        None, description="Remote devices: rpc-server addresses, comma-separated "
+        "(host:port,...); -ngl and -ts place layers on them. rpc-server has no "
+        "authentication: use loopback or a private network (a warning names any other "
+        "address). Needs a library built with --rpc.",
+        json_schema_extra=cli("--rpc", env="LLAMA_ARG_RPC", group=HARDWARE, metavar="SERVERS",
+                              append=False))
+    device: list[str] | None = Field(
+        None, description="Devices to offload to, comma-separated, in the order layers fill "
+        "them ('none': the CPU only; --list-devices shows the names, RPC ones after --rpc). "
+        "Default: the --rpc servers' devices, then the local GPUs.",
+        json_schema_extra=cli("-dev", "--device", env="LLAMA_ARG_DEVICE", group=HARDWARE,
+                              metavar="DEV1,DEV2,..", append=False))
     main_gpu: int = Field(
         0, ge=0, le=1024, description="GPU for small tensors and scratch buffers "
         "(split-mode none/row).",
@@ -78,6 +91,20 @@ class HardwareSettings(Group):
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [float(p) for p in split_list(value, ",/")] or None
+        return value
+
+    @field_validator("rpc", "device", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return split_list(value) or None if isinstance(value, (str, list, tuple)) else value
+
+    @field_validator("rpc")
+    @classmethod
+    def _endpoints(cls, value: list[str] | None) -> list[str] | None:
+        for endpoint in value or ():
+            host, sep, port = endpoint.rpartition(":")
+            if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"an RPC server is host:port, not {endpoint!r}")
         return value
 
     @field_validator("tensor_split")

@@ -115,3 +115,10 @@ def test_probe_runs_instructions_not_just_cpuinfo():
     assert set(result.usable) <= set(result.reported)
     assert set(result.disabled) == set(result.reported) - set(result.usable)
     assert set(result.cmake_options()) == {f.cmake for f in cpu_probe.FEATURES}
+
+
+def test_rpc_adds_ggml_rpc_beside_any_backend_and_changes_the_tree():
+    assert "-DGGML_RPC=ON" in args_for(rpc=True)
+    assert "-DGGML_RPC=ON" in args_for(backend="cuda", rpc=True)
+    assert not [a for a in args_for() if a.startswith("-DGGML_RPC")]
+    assert _plan(rpc=True).root != _plan().root   # a build of its own in the cache

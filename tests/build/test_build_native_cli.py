@@ -34,6 +34,7 @@ def test_unknown_backend_from_the_environment_too():
 def test_same_inputs_reuse_the_cached_build(tmp_path):
     staged = json.loads((NATIVE / "manifest.json").read_text())
     extra = ["--with-server"] if "llama-server" in staged["targets"] else []
+    extra += ["--rpc"] if staged.get("rpc") else []
     result = run(*extra, "--dest", str(tmp_path / "native"))
     assert result.returncode == 0, result.stderr
     assert "reused" in result.stderr

@@ -222,12 +222,13 @@ def test_files_read_at_start_must_exist(field: str, tmp_path: Path) -> None:
 def test_every_group_validator_reaches_server_settings() -> None:
     # validators are found by method name: two groups using one name would lose one
     from llamaserver.settings import (chat, context, hardware, logs, media, model, network,
-                                      rope, sampling, speculative, upstream)
+                                      ray, rope, sampling, speculative, upstream)
 
     groups = [chat.ChatSettings, context.ContextSettings, hardware.HardwareSettings,
               logs.LogSettings, media.MediaSettings, model.ModelSettings,
               speculative.SpeculativeSettings, network.NetworkSettings,
-              rope.RopeSettings, sampling.SamplingSettings, upstream.UpstreamOnly]
+              rope.RopeSettings, sampling.SamplingSettings, upstream.UpstreamOnly,
+              ray.RaySettings]
     names = [name for group in groups for kind in ("field_validators", "model_validators")
              for name in getattr(group.__pydantic_decorators__, kind)]
     assert len(names) == len(set(names))

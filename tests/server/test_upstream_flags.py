@@ -57,6 +57,7 @@ VALUES = {
     "--cache-reuse": "256", "--reasoning-effort": "low", "-to": "30", "--reasoning-budget": "0",
     "--control-vector-layer-range": ["1", "2"], "-cram": "1024", "--adaptive-target": "0.5",
     "--chat-template": "chatml", "-mu": "https://example.org/model.gguf",
+    "--rpc": "127.0.0.1:50052,[::1]:50053",
 }
 # Flags that need a companion to make sense (our rules, as in the seed).
 # ("@FLAG": the file made for FLAG)
