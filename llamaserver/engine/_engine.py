@@ -30,7 +30,7 @@ from . import types as t
 from .config import EngineConfig
 
 if TYPE_CHECKING:
-    from llama_ffi import ChatTemplate, LoraAdapter, Model, RerankPrompt, Vocab
+    from llama_ffi import ChatTemplate, LoraAdapter, Model, Projector, RerankPrompt, Vocab
 
 __all__ = ["Engine"]
 
@@ -416,7 +416,7 @@ class Engine:
         path = self._slot_path(filename)
         if not path.is_file():
             raise InvalidRequest(f"no saved slot named {filename!r}")
-        worker = self._require_worker()
+        self._require_worker()
 
         def run(slot) -> t.SlotRestored:  # type: ignore[no-untyped-def]
             t0 = time.perf_counter()

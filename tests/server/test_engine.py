@@ -10,7 +10,7 @@ import pytest
 from engine_helpers import collect, make_engine
 from engine_helpers import request as greedy_request
 
-from llama_ffi import InvalidTokenError, SamplerParams
+from llama_ffi import InvalidTokenError
 from llamaserver.engine import (
     Engine,
     GenerationRequest,
