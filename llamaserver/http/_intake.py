@@ -70,7 +70,7 @@ class RequestLimits:
         if not isinstance(messages, list):
             return  # validation names what is wrong
         if len(messages) > self.chat_max_messages:
-            raise invalid(f"'{field}' has {len(messages)} items; this server takes at most "
+            raise invalid(f"'{field}' has {len(messages)} messages; this server takes at most "
                           f"{self.chat_max_messages} (--chat-max-messages)")
         total = 0
         for message in messages:
@@ -90,7 +90,8 @@ def _text_chars(value: Any) -> int:
     if isinstance(value, str):
         return len(value)
     if isinstance(value, dict):
-        if value.get("type") in _MEDIA_PARTS:
+        kind = value.get("type")
+        if isinstance(kind, str) and kind in _MEDIA_PARTS:  # any JSON may stand there
             return 0
         return sum(_text_chars(v) for v in value.values())
     if isinstance(value, list):
@@ -146,9 +147,9 @@ def _value(raw: bytes) -> Any:
 
 
 def _object(raw: bytes) -> dict[str, Any]:
-    value = _value(raw)
-    if value is None:
-        return {}
+    if not raw.strip():
+        return {}  # an empty body is an empty object; `null` is not
+    value = parse_body(raw)
     if not isinstance(value, dict):
         raise invalid("Request body must be a JSON object")
     return value

@@ -63,6 +63,9 @@ def test_chat_limits_count_text_not_media() -> None:
     with pytest.raises(ApiError, match="--chat-max-chars"):
         limits.check_chat({"messages": [{"role": "user", "content": "x" * 60},
                                         {"role": "assistant", "content": "y" * 60}]})
+    # a part whose "type" is not a string is counted (validation refuses it later), not a 500
+    limits.check_chat({"messages": [{"role": "user", "content": [{"type": {"a": 1},
+                                                                  "text": "x"}]}]})
     with pytest.raises(ApiError, match="4 messages.*--chat-max-messages"):
         limits.check_chat({"messages": [{"role": "user", "content": "x"}] * 4})
 
@@ -79,7 +82,9 @@ def test_long_message_lists_are_validated_item_by_item() -> None:
 # ---- over HTTP ----------------------------------------------------------------------------
 
 # Slow on purpose: close to the loop budget (1,000,000 iterations), well inside the time one.
-SLOW_TEMPLATE = ("{% for i in range(900) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"
+# About a second of rendering (an empty loop body costs almost nothing, so it counts)
+SLOW_TEMPLATE = ("{% set ns = namespace(n=0) %}{% for i in range(300) %}{% for j in range(1000) %}"
+                 "{% set ns.n = ns.n + 1 %}{% endfor %}{% endfor %}"
                  "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
 
 

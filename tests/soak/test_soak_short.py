@@ -1,4 +1,4 @@
-"""The soak (bench/soak.py), short: 8 streaming clients over 4 slots for 40 s, a quarter of
+"""The soak (bench/soak.py), short: 8 streaming clients over 4 slots for 60 s (the CI version), a quarter of
 the requests left by their client at a random point.  Nothing is lost or garbled, slots and
 queue end idle, file descriptors and threads come back, and a slot lets go of a request
 within a second of its client leaving (the 30-minute figures are in the README)."""
@@ -17,7 +17,7 @@ import soak  # noqa: E402
 def test_soak_short(tmp_path: Path) -> None:
     # one thread per decode: on a shared machine OpenMP's spinning threads can stall for
     # seconds when a core is taken away
-    config = soak.Config(duration=40, clients=8, parallel=4, disconnect=0.25, warmup=8,
+    config = soak.Config(duration=60, clients=8, parallel=4, disconnect=0.25, warmup=8,
                          sample_every=1.0, server_args=["-t", "1"])
     report = soak.run(config, tmp_path / "server.log")
     summary = report.summary()
