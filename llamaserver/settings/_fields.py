@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["CacheType", "Finite", "Group", "GROUPS", "TRUE", "FALSE", "cli", "existing_file",
-           "json_object", "negative_env", "option", "split_list", "to_switch"]
+__all__ = ["CacheType", "ExistingFile", "Finite", "Group", "GROUPS", "LayerCount", "TRUE", "FALSE",
+           "cli", "existing_file", "json_object", "layer_count", "negative_env", "option",
+           "split_list", "to_switch"]
 
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
@@ -78,6 +79,14 @@ def existing_file(value: Path | None) -> Path | None:
     return value
 
 
+def layer_count(value: Any) -> Any:
+    """-1 (every layer) for llama-server's 'all' and 'auto': without memory fitting, 'auto'
+    can only mean "as many as there are"."""
+    if isinstance(value, str) and value.strip().lower() in ("all", "auto"):
+        return -1
+    return value
+
+
 def json_object(value: Any) -> Any:
     """A JSON object given as text (a flag's value) -> the dict; other values as they are."""
     if isinstance(value, str):
@@ -131,6 +140,12 @@ def to_switch(value: Any, *, auto: bool = False) -> Any:
             return "auto"
         return lowered
     return value
+
+
+# A file the server reads at start-up (--mmproj, --ssl-key-file, ...).
+ExistingFile = Annotated[Path | None, AfterValidator(existing_file)]
+# A count of layers to offload (-ngl, -ngld), which may be spelled 'all' or 'auto'.
+LayerCount = Annotated[int, BeforeValidator(layer_count)]
 
 
 class Group(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator, model_validator
 
-from ._fields import HARDWARE, Finite, Group, option, split_list
+from ._fields import HARDWARE, Finite, Group, LayerCount, option, split_list
 
 __all__ = ["HardwareSettings"]
 
@@ -27,7 +27,7 @@ _LOAD_MODES: dict[str, dict[str, bool]] = {
 
 
 class HardwareSettings(Group):
-    n_gpu_layers: int = _opt(
+    n_gpu_layers: LayerCount = _opt(
         "-ngl", "--n-gpu-layers", "--gpu-layers", env="LLAMA_ARG_N_GPU_LAYERS", default=0, ge=-1,
         le=2**31 - 1, metavar="N", help="Layers to offload to the GPU when the library has a GPU "
         "backend (-1, 'all' or 'auto' = all of them; nothing is fitted to memory).")
@@ -67,14 +67,6 @@ class HardwareSettings(Group):
         "--numa", env="LLAMA_ARG_NUMA", default=None, nargs="?", const="distribute",
         metavar="STRATEGY", help="NUMA strategy: distribute, isolate or numactl (--numa alone "
         "means distribute).")
-
-    @field_validator("n_gpu_layers", mode="before")
-    @classmethod
-    def _named_layer_counts(cls, value: Any) -> Any:
-        # Without memory fitting, upstream's 'auto' can only mean "as many as there are".
-        if isinstance(value, str) and value.strip().lower() in ("all", "auto"):
-            return -1
-        return value
 
     @field_validator("tensor_split", mode="before")
     @classmethod

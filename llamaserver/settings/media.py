@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
-from pydantic import field_validator
-
-from ._fields import MODEL, Group, existing_file, option
+from ._fields import MODEL, ExistingFile, Group, option
 
 __all__ = ["MediaSettings"]
 
@@ -15,7 +12,7 @@ _opt = partial(option, group=MODEL)
 
 
 class MediaSettings(Group):
-    mmproj: Path | None = _opt(
+    mmproj: ExistingFile = _opt(
         "-mm", "--mmproj", env="LLAMA_ARG_MMPROJ", default=None, metavar="MMPROJ_FILE",
         help="Multimodal projector file (an mmproj GGUF made for the model): images (and audio, "
         "if the projector takes it) in prompts.")
@@ -44,8 +41,3 @@ class MediaSettings(Group):
     media_timeout: float = _opt(
         "--media-timeout", default=10.0, gt=0, le=600, metavar="SECONDS", help="Seconds a remote "
         "media fetch may take.")
-
-    @field_validator("mmproj")
-    @classmethod
-    def _projector_exists(cls, value: Path | None) -> Path | None:
-        return existing_file(value)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from ._fields import SERVER, Group, existing_file, option, split_list
+from ._fields import SERVER, ExistingFile, Group, option, split_list
 
 __all__ = ["NetworkSettings", "is_unix_socket"]
 
@@ -46,13 +46,13 @@ class NetworkSettings(Group):
         "--api-key", env="LLAMA_API_KEY", default_factory=list, metavar="KEY", help="API key "
         "required in 'Authorization: Bearer KEY' or 'X-Api-Key: KEY' (repeatable, or "
         "comma-separated).")
-    api_key_file: Path | None = _opt(
+    api_key_file: ExistingFile = _opt(
         "--api-key-file", env="LLAMA_ARG_API_KEY_FILE", default=None, metavar="FNAME", help="File "
         "with one API key per line (added to --api-key; lines starting with # are comments).")
-    ssl_key_file: Path | None = _opt(
+    ssl_key_file: ExistingFile = _opt(
         "--ssl-key-file", env="LLAMA_ARG_SSL_KEY_FILE", default=None, metavar="FNAME",
         help="PEM-encoded private key for HTTPS.")
-    ssl_cert_file: Path | None = _opt(
+    ssl_cert_file: ExistingFile = _opt(
         "--ssl-cert-file", env="LLAMA_ARG_SSL_CERT_FILE", default=None, metavar="FNAME",
         help="PEM-encoded certificate for HTTPS.")
     cors_origins: list[str] = _opt(
@@ -130,11 +130,6 @@ class NetworkSettings(Group):
                                  "localhost)")
             out.append(normal)
         return out or ["*"]
-
-    @field_validator("api_key_file", "ssl_key_file", "ssl_cert_file")
-    @classmethod
-    def _server_files_exist(cls, value: Path | None) -> Path | None:
-        return existing_file(value)
 
     @field_validator("media_path", "path")
     @classmethod

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from pydantic import field_validator
 
-from ._fields import PERF, Group, existing_file, option, split_list
+from ._fields import PERF, ExistingFile, Group, LayerCount, option, split_list
 
 __all__ = ["SpeculativeSettings", "NGRAM_TYPES", "DRAFT_TYPES"]
 
@@ -24,11 +23,11 @@ class SpeculativeSettings(Group):
         metavar="TYPES", help="Speculative decoding, comma-separated (llama-server's names): "
         "ngram-* drafts from n-grams of the prompt and the text so far (one drafter serves every "
         "ngram name), draft-* with --model-draft; none: off.")
-    model_draft: Path | None = _opt(
+    model_draft: ExistingFile = _opt(
         "--spec-draft-model", "-md", "--model-draft", env="LLAMA_ARG_SPEC_DRAFT_MODEL",
         default=None, metavar="FNAME", help="A small model with the same vocabulary that drafts "
         "tokens.")
-    n_gpu_layers_draft: int = _opt(
+    n_gpu_layers_draft: LayerCount = _opt(
         "--spec-draft-ngl", "-ngld", "--gpu-layers-draft", "--n-gpu-layers-draft",
         env="LLAMA_ARG_N_GPU_LAYERS_DRAFT", default=0, ge=-1, le=2**31 - 1, metavar="N",
         help="Layers of the draft model on the GPU (-1, 'all' or 'auto': all of them).")
@@ -61,23 +60,10 @@ class SpeculativeSettings(Group):
                 raise ValueError(f"unknown type {unknown[0]!r}; known: {', '.join(known)}")
         return names
 
-    @field_validator("n_gpu_layers_draft", mode="before")
-    @classmethod
-    def _draft_all_layers(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() in ("all", "auto"):
-            return -1
-        return value
-
     @field_validator("threads_draft", "threads_batch_draft", mode="before")
     @classmethod
     def _draft_default_threads(cls, value: Any) -> Any:
         return None if value in (-1, "-1") else value
-
-    @field_validator("model_draft")
-    @classmethod
-    def _draft_exists(cls, value: Path | None) -> Path | None:
-        return existing_file(value)
-
     @property
     def ngram_speculation(self) -> bool:
         return any(t in NGRAM_TYPES for t in self.spec_type)
