@@ -8,8 +8,9 @@ and re-raised by the owner once the C call has returned.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
+from llama_ffi._errors import ModelLoadError, reraise_pending
 from llama_ffi._ffi import ffi, lib
 
 
@@ -54,3 +55,26 @@ def llama_ffi_on_abort(user_data) -> bool:  # type: ignore[no-untyped-def]
 
 PROGRESS_CALLBACK = lib.llama_ffi_on_progress
 ABORT_CALLBACK = lib.llama_ffi_on_abort
+
+
+def load_with_progress(load: Callable[[], Any], free: Callable[[Any], None], params: Any,
+                       progress: Callable[[float], bool] | None, path: object) -> Any:
+    """``load()``, a C loader reading ``params`` (a model's or a projector's), with ``progress``
+    as its progress callback.
+
+    An exception the callback raised is re-raised, after ``free`` on whatever C returned; a
+    callback that declined is a ``ModelLoadError``.  Any other NULL is the caller's to check.
+    """
+    slot = None
+    if progress is not None:
+        slot = CallbackSlot(progress)
+        params.progress_callback = PROGRESS_CALLBACK
+        params.progress_callback_user_data = slot.handle
+    ptr = load()
+    if slot is not None:
+        if slot.errors and ptr:
+            free(ptr)
+        reraise_pending(slot.errors)
+        if slot.declined and not ptr:
+            raise ModelLoadError(f"loading {path} was cancelled by the progress callback")
+    return ptr

@@ -7,9 +7,9 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from llama_ffi._callbacks import PROGRESS_CALLBACK, CallbackSlot
+from llama_ffi._callbacks import load_with_progress
 from llama_ffi._devices import Device, device_array, find_devices
-from llama_ffi._errors import ModelLoadError, check_pointer, reraise_pending
+from llama_ffi._errors import ModelLoadError, check_pointer
 from llama_ffi._ffi import ensure_backend, ffi, lib
 from llama_ffi._handle import OwnedHandle
 from llama_ffi._vocab import Vocab
@@ -114,19 +114,9 @@ class Model(OwnedHandle):
                 split[i] = share
             params.tensor_split = split
 
-        slot = None
-        if progress is not None:
-            slot = CallbackSlot(progress)
-            params.progress_callback = PROGRESS_CALLBACK
-            params.progress_callback_user_data = slot.handle
-
-        ptr = lib.llama_model_load_from_file(os.fsencode(self.path), params)
-        if slot is not None:
-            if slot.errors and ptr:
-                lib.llama_model_free(ptr)
-            reraise_pending(slot.errors)
-            if slot.declined and not ptr:
-                raise ModelLoadError(f"loading {self.path} was cancelled by the progress callback")
+        ptr = load_with_progress(
+            lambda: lib.llama_model_load_from_file(os.fsencode(self.path), params),
+            lib.llama_model_free, params, progress, self.path)
         check_pointer(ptr, ModelLoadError, f"failed to load model from {self.path} (see the llama_ffi.native log)")
 
         self._ptr: Any = ffi.gc(ptr, lib.llama_model_free)

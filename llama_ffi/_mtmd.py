@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from llama_ffi import _media
 from llama_ffi._batch import Batch
-from llama_ffi._callbacks import PROGRESS_CALLBACK, CallbackSlot
+from llama_ffi._callbacks import load_with_progress
 from llama_ffi._context import Context
 from llama_ffi._context_params import FLASH_ATTN, default_threads
 from llama_ffi._errors import (
@@ -33,7 +33,6 @@ from llama_ffi._errors import (
     ModelLoadError,
     check_mtmd,
     check_pointer,
-    reraise_pending,
 )
 from llama_ffi._ffi import ensure_backend, ffi, lib
 from llama_ffi._handle import OwnedHandle
@@ -109,18 +108,9 @@ class Projector(OwnedHandle):
         marker = ffi.new("char[]", media_marker.encode("utf-8")) if media_marker else None
         if marker is not None:
             params.media_marker = marker
-        slot = CallbackSlot(progress) if progress is not None else None
-        if slot is not None:
-            params.progress_callback = PROGRESS_CALLBACK
-            params.progress_callback_user_data = slot.handle
-
-        ptr = lib.mtmd_init_from_file(os.fsencode(self.path), model_ptr, params)
-        if slot is not None:
-            if slot.errors and ptr:
-                lib.mtmd_free(ptr)
-            reraise_pending(slot.errors)
-            if slot.declined and not ptr:
-                raise ModelLoadError(f"loading {self.path} was cancelled by the progress callback")
+        ptr = load_with_progress(
+            lambda: lib.mtmd_init_from_file(os.fsencode(self.path), model_ptr, params),
+            lib.mtmd_free, params, progress, self.path)
         check_pointer(ptr, ModelLoadError,
                       f"failed to load projector {self.path} for {model.path.name} (see the llama_ffi.native "
                       "log: not an mmproj GGUF, or made for a model of another width?)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gguf_files import save_gguf
+from gguf_files import copy_tokenizer, save_gguf
 
 N_EMBD = 64
 N_FF = 128
@@ -31,11 +31,7 @@ def write_tiny_llama(path: Path, vocab_model: Path, *, seed: int = 0) -> Path:
                        ("rope.dimension_count", N_EMBD // N_HEAD)):
         writer.add_uint32(f"llama.{key}", value)
     writer.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
-    for key, field in source.fields.items():
-        if key.startswith("tokenizer."):
-            sub_type = field.types[1] if len(field.types) > 1 else None
-            writer.add_key_value(key, field.contents(), field.types[0], sub_type)
-    n_vocab = len(source.fields["tokenizer.ggml.tokens"].contents())
+    n_vocab = copy_tokenizer(writer, source)
 
     def normal(*shape: int, std: float = 0.2) -> "np.ndarray":
         return rng.normal(0.0, std, shape).astype(np.float32)

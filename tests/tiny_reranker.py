@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gguf_files import save_gguf
+from gguf_files import copy_tokenizer, save_gguf
 
 N_EMBD = 32
 N_FF = 64
@@ -44,16 +44,12 @@ def write_reranker(path: Path, vocab_file: Path, *, seed: int = 0, labels: list[
     writer.add_bool("bert.attention.causal", False)
     if labels:
         writer.add_array("bert.classifier.output_labels", labels)
-    for key, field in vocab.fields.items():
-        if key.startswith("tokenizer."):
-            sub_type = field.types[1] if len(field.types) > 1 else None
-            writer.add_key_value(key, field.contents(), field.types[0], sub_type)
+    n_vocab = copy_tokenizer(writer, vocab)
     writer.add_uint32("tokenizer.ggml.eos_token_id", SEP)
     writer.add_bool("tokenizer.ggml.add_eos_token", True)
     if template is not None:
         writer.add_string("tokenizer.chat_template.rerank", template)
 
-    n_vocab = len(vocab.fields["tokenizer.ggml.tokens"].contents())
     n_out = len(labels) if labels else 1
 
     def normal(*shape: int, std: float = 0.2) -> "np.ndarray":

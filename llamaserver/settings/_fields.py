@@ -4,13 +4,15 @@ the value types and the spellings of booleans and lists that llama-server accept
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["CacheType", "Finite", "Group", "GROUPS", "TRUE", "FALSE", "cli", "existing_file",
-           "negative_env", "split_list", "to_switch"]
+__all__ = ["CacheType", "ExistingFile", "Finite", "Group", "GROUPS", "LayerCount", "TRUE", "FALSE",
+           "cli", "existing_file", "json_object", "layer_count", "negative_env", "option",
+           "split_list", "to_switch"]
 
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
@@ -50,11 +52,50 @@ def cli(*flags: str, group: str, env: str | None = None, negative: tuple[str, ..
     return extra
 
 
+def option(*flags: str, group: str, help: str, default: Any = None,
+           default_factory: Callable[[], Any] | None = None, env: str | None = None,
+           negative: tuple[str, ...] = (), ge: float | None = None, gt: float | None = None,
+           le: float | None = None, **argparse_hints: Any) -> Any:
+    """A setting: the pydantic ``Field`` (default, bounds, ``help`` as its description) with
+    its command line (see :func:`cli`) in ``json_schema_extra``.
+
+    A settings module binds its help group once (``partial(option, group=...)``), so that a
+    field reads as the ``add_argument`` call it becomes.
+    """
+    bounds = {name: value for name, value in (("ge", ge), ("gt", gt), ("le", le))
+              if value is not None}
+    extra = cli(*flags, group=group, env=env, negative=negative, **argparse_hints)
+    if default_factory is not None:
+        return Field(default_factory=default_factory, description=help,
+                     json_schema_extra=extra, **bounds)
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
+
+
 def existing_file(value: Path | None) -> Path | None:
     """A file the server reads at start-up must be there: a missing one is a start-up error
     naming the flag, not a failure later (as llama-server reads them while parsing)."""
     if value is not None and not Path(value).expanduser().is_file():
         raise ValueError(f"file not found: {value}")
+    return value
+
+
+def layer_count(value: Any) -> Any:
+    """-1 (every layer) for llama-server's 'all' and 'auto': without memory fitting, 'auto'
+    can only mean "as many as there are"."""
+    if isinstance(value, str) and value.strip().lower() in ("all", "auto"):
+        return -1
+    return value
+
+
+def json_object(value: Any) -> Any:
+    """A JSON object given as text (a flag's value) -> the dict; other values as they are."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
     return value
 
 
@@ -99,6 +140,12 @@ def to_switch(value: Any, *, auto: bool = False) -> Any:
             return "auto"
         return lowered
     return value
+
+
+# A file the server reads at start-up (--mmproj, --ssl-key-file, ...).
+ExistingFile = Annotated[Path | None, AfterValidator(existing_file)]
+# A count of layers to offload (-ngl, -ngld), which may be spelled 'all' or 'auto'.
+LayerCount = Annotated[int, BeforeValidator(layer_count)]
 
 
 class Group(BaseModel):

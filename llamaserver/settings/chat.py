@@ -2,91 +2,72 @@
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
-from ._fields import CHAT, Group, cli, to_switch
+from ._fields import CHAT, Group, json_object, option, to_switch
 
 __all__ = ["ChatSettings"]
 
+_opt = partial(option, group=CHAT)
+
 
 class ChatSettings(Group):
-    chat_template: str | None = Field(
-        None, description="Chat template: a built-in name (chatml, llama3, ...) or Jinja "
-        "source. Default: the template stored in the model.",
-        json_schema_extra=cli("--chat-template", env="LLAMA_ARG_CHAT_TEMPLATE", group=CHAT,
-                              metavar="JINJA_TEMPLATE"))
-    chat_template_file: Path | None = Field(
-        None, description="Read the chat template (Jinja source) from this file.",
-        json_schema_extra=cli("--chat-template-file", env="LLAMA_ARG_CHAT_TEMPLATE_FILE",
-                              group=CHAT, metavar="FNAME"))
-    jinja: bool = Field(
-        True, description="Render chat templates as Jinja (in a sandbox); off: only the "
-        "built-in templates libllama knows by name.",
-        json_schema_extra=cli("--jinja", negative=("--no-jinja",), env="LLAMA_ARG_JINJA",
-                              group=CHAT))
-    chat_template_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Extra variables for every chat template "
-        "rendering, as a JSON object (e.g. '{\"enable_thinking\": false}'); a request's own "
-        "chat_template_kwargs add to them.",
-        json_schema_extra=cli("--chat-template-kwargs", env="LLAMA_ARG_CHAT_TEMPLATE_KWARGS",
-                              group=CHAT, metavar="JSON"))
-    reasoning_format: Literal["auto", "none", "deepseek", "deepseek-legacy"] = Field(
-        "auto", description="Where a model's thinking goes: none (left in the content), "
-        "deepseek (moved to reasoning_content), deepseek-legacy (both), auto (as the template "
-        "suggests).",
-        json_schema_extra=cli("--reasoning-format", env="LLAMA_ARG_THINK", group=CHAT,
-                              metavar="FORMAT"))
-    reasoning: Literal["on", "off", "auto"] = Field(
-        "auto", description="Ask the model to think (on), not to (off), or leave it to the "
-        "template (auto); on/off set the template variable enable_thinking.",
-        json_schema_extra=cli("-rea", "--reasoning", env="LLAMA_ARG_REASONING", group=CHAT,
-                              metavar="on|off|auto"))
-    reasoning_effort: str | None = Field(
-        None, description="Reasoning effort handed to the template as reasoning_effort "
-        "(minimal, low, medium, high, ...); 'default' or unset: the template's own.",
-        json_schema_extra=cli("--reasoning-effort", env="LLAMA_ARG_REASONING_EFFORT",
-                              group=CHAT, metavar="LEVEL"))
-    reasoning_budget: int = Field(
-        -1, ge=-1, le=2**31 - 1, description="Tokens the model may think for: -1 unlimited, "
-        "0 ends thinking at once.",
-        json_schema_extra=cli("--reasoning-budget", env="LLAMA_ARG_THINK_BUDGET", group=CHAT,
-                              metavar="N"))
-    reasoning_budget_message: str | None = Field(
-        None, description="Text inserted before the end of thinking when the budget runs out.",
-        json_schema_extra=cli("--reasoning-budget-message",
-                              env="LLAMA_ARG_THINK_BUDGET_MESSAGE", group=CHAT,
-                              metavar="MESSAGE"))
-    reasoning_preserve: bool = Field(
-        True, description="Keep earlier assistant turns' reasoning in the rendered history "
-        "(for templates that support it), not only the last one's.",
-        json_schema_extra=cli("--reasoning-preserve", negative=("--no-reasoning-preserve",),
-                              env="LLAMA_ARG_REASONING_PRESERVE", group=CHAT))
-    skip_chat_parsing: bool = Field(
-        False, description="Return everything the model writes as content: no reasoning or "
-        "tool-call parsing of chat answers.",
-        json_schema_extra=cli("--skip-chat-parsing", negative=("--no-skip-chat-parsing",),
-                              env="LLAMA_ARG_SKIP_CHAT_PARSING", group=CHAT))
-    prefill_assistant: bool = Field(
-        True, description="A chat ending in an assistant message is continued from that "
-        "message; off: it counts as a finished turn.",
-        json_schema_extra=cli("--prefill-assistant", negative=("--no-prefill-assistant",),
-                              env="LLAMA_ARG_PREFILL_ASSISTANT", group=CHAT))
+    chat_template: str | None = _opt(
+        "--chat-template", env="LLAMA_ARG_CHAT_TEMPLATE", default=None, metavar="JINJA_TEMPLATE",
+        help="Chat template: a built-in name (chatml, llama3, ...) or Jinja source. Default: the "
+        "template stored in the model.")
+    chat_template_file: Path | None = _opt(
+        "--chat-template-file", env="LLAMA_ARG_CHAT_TEMPLATE_FILE", default=None, metavar="FNAME",
+        help="Read the chat template (Jinja source) from this file.")
+    jinja: bool = _opt(
+        "--jinja", env="LLAMA_ARG_JINJA", negative=("--no-jinja",), default=True, help="Render "
+        "chat templates as Jinja (in a sandbox); off: only the built-in templates libllama knows "
+        "by name.")
+    chat_template_kwargs: dict[str, Any] = _opt(
+        "--chat-template-kwargs", env="LLAMA_ARG_CHAT_TEMPLATE_KWARGS", default_factory=dict,
+        metavar="JSON", help="Extra variables for every chat template rendering, as a JSON object "
+        "(e.g. '{\"enable_thinking\": false}'); a request's own chat_template_kwargs add to them.")
+    reasoning_format: Literal["auto", "none", "deepseek", "deepseek-legacy"] = _opt(
+        "--reasoning-format", env="LLAMA_ARG_THINK", default="auto", metavar="FORMAT",
+        help="Where a model's thinking goes: none (left in the content), deepseek (moved to "
+        "reasoning_content), deepseek-legacy (both), auto (as the template suggests).")
+    reasoning: Literal["on", "off", "auto"] = _opt(
+        "-rea", "--reasoning", env="LLAMA_ARG_REASONING", default="auto", metavar="on|off|auto",
+        help="Ask the model to think (on), not to (off), or leave it to the template (auto); "
+        "on/off set the template variable enable_thinking.")
+    reasoning_effort: str | None = _opt(
+        "--reasoning-effort", env="LLAMA_ARG_REASONING_EFFORT", default=None, metavar="LEVEL",
+        help="Reasoning effort handed to the template as reasoning_effort (minimal, low, medium, "
+        "high, ...); 'default' or unset: the template's own.")
+    reasoning_budget: int = _opt(
+        "--reasoning-budget", env="LLAMA_ARG_THINK_BUDGET", default=-1, ge=-1, le=2**31 - 1,
+        metavar="N", help="Tokens the model may think for: -1 unlimited, 0 ends thinking at once.")
+    reasoning_budget_message: str | None = _opt(
+        "--reasoning-budget-message", env="LLAMA_ARG_THINK_BUDGET_MESSAGE", default=None,
+        metavar="MESSAGE", help="Text inserted before the end of thinking when the budget runs "
+        "out.")
+    reasoning_preserve: bool = _opt(
+        "--reasoning-preserve", env="LLAMA_ARG_REASONING_PRESERVE",
+        negative=("--no-reasoning-preserve",), default=True, help="Keep earlier assistant turns' "
+        "reasoning in the rendered history (for templates that support it), not only the last "
+        "one's.")
+    skip_chat_parsing: bool = _opt(
+        "--skip-chat-parsing", env="LLAMA_ARG_SKIP_CHAT_PARSING",
+        negative=("--no-skip-chat-parsing",), default=False, help="Return everything the model "
+        "writes as content: no reasoning or tool-call parsing of chat answers.")
+    prefill_assistant: bool = _opt(
+        "--prefill-assistant", env="LLAMA_ARG_PREFILL_ASSISTANT",
+        negative=("--no-prefill-assistant",), default=True, help="A chat ending in an assistant "
+        "message is continued from that message; off: it counts as a finished turn.")
 
     @field_validator("chat_template_kwargs", mode="before")
     @classmethod
     def _json_object(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError as exc:
-                raise ValueError(f"not valid JSON ({exc})") from None
-            if not isinstance(value, dict):
-                raise ValueError("must be a JSON object")
-        return value
+        return json_object(value)
 
     @field_validator("reasoning", mode="before")
     @classmethod

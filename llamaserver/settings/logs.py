@@ -2,48 +2,43 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
-from ._fields import LOG, Group, cli
+from ._fields import LOG, Group, option
 
 __all__ = ["LogSettings"]
 
+_opt = partial(option, group=LOG)
+
 
 class LogSettings(Group):
-    verbose: bool = Field(
-        False, description="Verbose logging, including requests and responses of /completion "
-        "(API keys are never logged).",
-        json_schema_extra=cli("-v", "--verbose", "--log-verbose", group=LOG))
-    verbosity: int | None = Field(
-        None, ge=0, le=1000, description="Log threshold as llama-server counts it: 0-1 errors, "
-        "2 warnings, 3 information (the default), 4 and up everything.",
-        json_schema_extra=cli("-lv", "--verbosity", "--log-verbosity",
-                              env="LLAMA_ARG_LOG_VERBOSITY", group=LOG, metavar="N"))
-    log_disable: bool = Field(
-        False, description="Do not write a log file; log to the console only.",
-        json_schema_extra=cli("--log-disable", group=LOG))
-    log_format: Literal["json", "text"] = Field(
-        "text", description="Format of log records.",
-        json_schema_extra=cli("--log-format", group=LOG, metavar="{json,text}"))
-    log_jsonl: bool = Field(
-        False, description="Log one JSON object per line (the same as --log-format json).",
-        json_schema_extra=cli("--log-jsonl", negative=("--no-log-jsonl",),
-                              env="LLAMA_ARG_LOG_JSONL", group=LOG))
-    log_file: Path | None = Field(
-        None, description="Also write the log to this file (unless --log-disable).",
-        json_schema_extra=cli("--log-file", env="LLAMA_ARG_LOG_FILE", group=LOG,
-                              metavar="FNAME"))
-    log_prefix: bool = Field(
-        True, description="Start text log lines with the level and the logger's name.",
-        json_schema_extra=cli("--log-prefix", negative=("--no-log-prefix",),
-                              env="LLAMA_ARG_LOG_PREFIX", group=LOG))
-    log_timestamps: bool = Field(
-        True, description="Start text log lines with the time.",
-        json_schema_extra=cli("--log-timestamps", negative=("--no-log-timestamps",),
-                              env="LLAMA_ARG_LOG_TIMESTAMPS", group=LOG))
+    verbose: bool = _opt(
+        "-v", "--verbose", "--log-verbose", default=False, help="Verbose logging, including "
+        "requests and responses of /completion (API keys are never logged).")
+    verbosity: int | None = _opt(
+        "-lv", "--verbosity", "--log-verbosity", env="LLAMA_ARG_LOG_VERBOSITY", default=None, ge=0,
+        le=1000, metavar="N", help="Log threshold as llama-server counts it: 0-1 errors, 2 "
+        "warnings, 3 information (the default), 4 and up everything.")
+    log_disable: bool = _opt(
+        "--log-disable", default=False, help="Do not write a log file; log to the console only.")
+    log_format: Literal["json", "text"] = _opt(
+        "--log-format", default="text", metavar="{json,text}", help="Format of log records.")
+    log_jsonl: bool = _opt(
+        "--log-jsonl", env="LLAMA_ARG_LOG_JSONL", negative=("--no-log-jsonl",), default=False,
+        help="Log one JSON object per line (the same as --log-format json).")
+    log_file: Path | None = _opt(
+        "--log-file", env="LLAMA_ARG_LOG_FILE", default=None, metavar="FNAME", help="Also write "
+        "the log to this file (unless --log-disable).")
+    log_prefix: bool = _opt(
+        "--log-prefix", env="LLAMA_ARG_LOG_PREFIX", negative=("--no-log-prefix",), default=True,
+        help="Start text log lines with the level and the logger's name.")
+    log_timestamps: bool = _opt(
+        "--log-timestamps", env="LLAMA_ARG_LOG_TIMESTAMPS", negative=("--no-log-timestamps",),
+        default=True, help="Start text log lines with the time.")
 
     @model_validator(mode="after")
     def _jsonl_is_json(self) -> "LogSettings":

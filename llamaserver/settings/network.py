@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
-from ._fields import SERVER, Group, cli, existing_file, split_list
+from ._fields import SERVER, ExistingFile, Group, option, split_list
 
 __all__ = ["NetworkSettings", "is_unix_socket"]
+
+_opt = partial(option, group=SERVER)
 
 
 def is_unix_socket(host: str) -> bool:
@@ -19,94 +22,78 @@ def is_unix_socket(host: str) -> bool:
 
 
 class NetworkSettings(Group):
-    host: str = Field(
-        "127.0.0.1", description="Addresses to listen on, comma-separated; an entry ending in "
-        ".sock (or unix:PATH) is a unix socket. With several TCP addresses, :: is IPv6 only.",
-        json_schema_extra=cli("--host", env="LLAMA_ARG_HOST", group=SERVER,
-                              metavar="HOST[,HOST...]"))
-    port: int = Field(
-        8080, ge=0, le=65535, description="Port to listen on (0 = any free port).",
-        json_schema_extra=cli("--port", env="LLAMA_ARG_PORT", group=SERVER, metavar="PORT"))
-    reuse_port: bool = Field(
-        False, description="Let other processes bind the same port (SO_REUSEPORT).",
-        json_schema_extra=cli("--reuse-port", env="LLAMA_ARG_REUSE_PORT", group=SERVER))
-    path: Path | None = Field(
-        None, description="Directory of static files to serve at / instead of the built-in "
-        "web UI (/completion.js stays available).",
-        json_schema_extra=cli("--path", env="LLAMA_ARG_STATIC_PATH", group=SERVER,
-                              metavar="PATH"))
-    webui: bool = Field(
-        True, description="Serve the web UI (or the --path folder) at /.",
-        json_schema_extra=cli("--ui", "--webui", negative=("--no-ui", "--no-webui"),
-                              env="LLAMA_ARG_UI", group=SERVER))
-    api_prefix: str = Field(
-        "", description="URL prefix of every endpoint (e.g. /llama).",
-        json_schema_extra=cli("--api-prefix", env="LLAMA_ARG_API_PREFIX", group=SERVER,
-                              metavar="PREFIX"))
-    api_key: list[str] = Field(
-        default_factory=list, description="API key required in 'Authorization: Bearer KEY' or "
-        "'X-Api-Key: KEY' (repeatable, or comma-separated).",
-        json_schema_extra=cli("--api-key", env="LLAMA_API_KEY", group=SERVER, metavar="KEY"))
-    api_key_file: Path | None = Field(
-        None, description="File with one API key per line (added to --api-key; lines "
-        "starting with # are comments).",
-        json_schema_extra=cli("--api-key-file", env="LLAMA_ARG_API_KEY_FILE", group=SERVER,
-                              metavar="FNAME"))
-    ssl_key_file: Path | None = Field(
-        None, description="PEM-encoded private key for HTTPS.",
-        json_schema_extra=cli("--ssl-key-file", env="LLAMA_ARG_SSL_KEY_FILE", group=SERVER,
-                              metavar="FNAME"))
-    ssl_cert_file: Path | None = Field(
-        None, description="PEM-encoded certificate for HTTPS.",
-        json_schema_extra=cli("--ssl-cert-file", env="LLAMA_ARG_SSL_CERT_FILE", group=SERVER,
-                              metavar="FNAME"))
-    cors_origins: list[str] = Field(
-        default_factory=lambda: ["*"], description="Origins allowed to call the API from a "
-        "browser, comma-separated (scheme://host[:port]); * allows any, 'localhost' any "
-        "origin on this machine.",
-        json_schema_extra=cli("--cors-origins", env="LLAMA_ARG_CORS_ORIGINS", group=SERVER,
-                              metavar="ORIGINS", append=False))
-    cors_methods: str = Field(
-        "GET, POST, DELETE, OPTIONS", description="Methods a CORS preflight allows.",
-        json_schema_extra=cli("--cors-methods", env="LLAMA_ARG_CORS_METHODS", group=SERVER,
-                              metavar="METHODS"))
-    cors_headers: str = Field(
-        "*", description="Request headers a CORS preflight allows (* = whatever the browser "
-        "asks for).",
-        json_schema_extra=cli("--cors-headers", env="LLAMA_ARG_CORS_HEADERS", group=SERVER,
-                              metavar="HEADERS"))
-    cors_credentials: bool = Field(
-        True, description="Allow allowed origins to send credentials (cookies, "
-        "Authorization); with --cors-origins * the caller's origin is echoed.",
-        json_schema_extra=cli("--cors-credentials", negative=("--no-cors-credentials",),
-                              env="LLAMA_ARG_CORS_CREDENTIALS", group=SERVER))
-    timeout: int = Field(
-        600, ge=1, le=86_400, description="Read/write timeout of a connection, in seconds.",
-        json_schema_extra=cli("-to", "--timeout", env="LLAMA_ARG_TIMEOUT", group=SERVER,
-                              metavar="N"))
-    sleep_idle_seconds: int = Field(
-        -1, ge=-1, le=2**31 - 1, description="Free the model after this many idle seconds "
-        "and load it again on the next request (-1 = never).",
-        json_schema_extra=cli("--sleep-idle-seconds", group=SERVER, metavar="SECONDS"))
-    endpoint_slots: bool = Field(
-        True, description="Serve GET /slots and slot data in /health?include_slots (they may "
-        "contain prompts).",
-        json_schema_extra=cli("--slots", negative=("--no-slots", "--slots-endpoint-disable"),
-                              env="LLAMA_ARG_ENDPOINT_SLOTS", group=SERVER))
-    endpoint_metrics: bool = Field(
-        False, description="Serve Prometheus metrics at GET /metrics.",
-        json_schema_extra=cli("--metrics", env="LLAMA_ARG_ENDPOINT_METRICS", group=SERVER))
-    endpoint_props: bool = Field(
-        False, description="Allow POST /props to change server properties.",
-        json_schema_extra=cli("--props", env="LLAMA_ARG_ENDPOINT_PROPS", group=SERVER))
-    slot_save_path: Path | None = Field(
-        None, description="Directory where slot prompt caches are saved and restored; the "
-        "slot save/restore endpoints are disabled without it.",
-        json_schema_extra=cli("--slot-save-path", group=SERVER, metavar="PATH"))
-    media_path: Path | None = Field(
-        None, description="Directory from which requests may load media by relative file:// "
-        "URLs (default: none).",
-        json_schema_extra=cli("--media-path", group=SERVER, metavar="PATH"))
+    host: str = _opt(
+        "--host", env="LLAMA_ARG_HOST", default="127.0.0.1", metavar="HOST[,HOST...]",
+        help="Addresses to listen on, comma-separated; an entry ending in .sock (or unix:PATH) is "
+        "a unix socket. With several TCP addresses, :: is IPv6 only.")
+    port: int = _opt(
+        "--port", env="LLAMA_ARG_PORT", default=8080, ge=0, le=65535, metavar="PORT", help="Port "
+        "to listen on (0 = any free port).")
+    reuse_port: bool = _opt(
+        "--reuse-port", env="LLAMA_ARG_REUSE_PORT", default=False, help="Let other processes bind "
+        "the same port (SO_REUSEPORT).")
+    path: Path | None = _opt(
+        "--path", env="LLAMA_ARG_STATIC_PATH", default=None, metavar="PATH", help="Directory of "
+        "static files to serve at / instead of the built-in web UI (/completion.js stays "
+        "available).")
+    webui: bool = _opt(
+        "--ui", "--webui", env="LLAMA_ARG_UI", negative=("--no-ui", "--no-webui"), default=True,
+        help="Serve the web UI (or the --path folder) at /.")
+    api_prefix: str = _opt(
+        "--api-prefix", env="LLAMA_ARG_API_PREFIX", default="", metavar="PREFIX", help="URL "
+        "prefix of every endpoint (e.g. /llama).")
+    api_key: list[str] = _opt(
+        "--api-key", env="LLAMA_API_KEY", default_factory=list, metavar="KEY", help="API key "
+        "required in 'Authorization: Bearer KEY' or 'X-Api-Key: KEY' (repeatable, or "
+        "comma-separated).")
+    api_key_file: ExistingFile = _opt(
+        "--api-key-file", env="LLAMA_ARG_API_KEY_FILE", default=None, metavar="FNAME", help="File "
+        "with one API key per line (added to --api-key; lines starting with # are comments).")
+    ssl_key_file: ExistingFile = _opt(
+        "--ssl-key-file", env="LLAMA_ARG_SSL_KEY_FILE", default=None, metavar="FNAME",
+        help="PEM-encoded private key for HTTPS.")
+    ssl_cert_file: ExistingFile = _opt(
+        "--ssl-cert-file", env="LLAMA_ARG_SSL_CERT_FILE", default=None, metavar="FNAME",
+        help="PEM-encoded certificate for HTTPS.")
+    cors_origins: list[str] = _opt(
+        "--cors-origins", env="LLAMA_ARG_CORS_ORIGINS", default_factory=lambda: ["*"],
+        metavar="ORIGINS", append=False, help="Origins allowed to call the API from a browser, "
+        "comma-separated (scheme://host[:port]); * allows any, 'localhost' any origin on this "
+        "machine.")
+    cors_methods: str = _opt(
+        "--cors-methods", env="LLAMA_ARG_CORS_METHODS", default="GET, POST, DELETE, OPTIONS",
+        metavar="METHODS", help="Methods a CORS preflight allows.")
+    cors_headers: str = _opt(
+        "--cors-headers", env="LLAMA_ARG_CORS_HEADERS", default="*", metavar="HEADERS",
+        help="Request headers a CORS preflight allows (* = whatever the browser asks for).")
+    cors_credentials: bool = _opt(
+        "--cors-credentials", env="LLAMA_ARG_CORS_CREDENTIALS",
+        negative=("--no-cors-credentials",), default=True, help="Allow allowed origins to send "
+        "credentials (cookies, Authorization); with --cors-origins * the caller's origin is "
+        "echoed.")
+    timeout: int = _opt(
+        "-to", "--timeout", env="LLAMA_ARG_TIMEOUT", default=600, ge=1, le=86_400, metavar="N",
+        help="Read/write timeout of a connection, in seconds.")
+    sleep_idle_seconds: int = _opt(
+        "--sleep-idle-seconds", default=-1, ge=-1, le=2**31 - 1, metavar="SECONDS", help="Free "
+        "the model after this many idle seconds and load it again on the next request (-1 = "
+        "never).")
+    endpoint_slots: bool = _opt(
+        "--slots", env="LLAMA_ARG_ENDPOINT_SLOTS",
+        negative=("--no-slots", "--slots-endpoint-disable"), default=True, help="Serve GET /slots "
+        "and slot data in /health?include_slots (they may contain prompts).")
+    endpoint_metrics: bool = _opt(
+        "--metrics", env="LLAMA_ARG_ENDPOINT_METRICS", default=False, help="Serve Prometheus "
+        "metrics at GET /metrics.")
+    endpoint_props: bool = _opt(
+        "--props", env="LLAMA_ARG_ENDPOINT_PROPS", default=False, help="Allow POST /props to "
+        "change server properties.")
+    slot_save_path: Path | None = _opt(
+        "--slot-save-path", default=None, metavar="PATH", help="Directory where slot prompt "
+        "caches are saved and restored; the slot save/restore endpoints are disabled without it.")
+    media_path: Path | None = _opt(
+        "--media-path", default=None, metavar="PATH", help="Directory from which requests may "
+        "load media by relative file:// URLs (default: none).")
 
     @field_validator("host", mode="before")
     @classmethod
@@ -143,11 +130,6 @@ class NetworkSettings(Group):
                                  "localhost)")
             out.append(normal)
         return out or ["*"]
-
-    @field_validator("api_key_file", "ssl_key_file", "ssl_cert_file")
-    @classmethod
-    def _server_files_exist(cls, value: Path | None) -> Path | None:
-        return existing_file(value)
 
     @field_validator("media_path", "path")
     @classmethod

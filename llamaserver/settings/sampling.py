@@ -7,15 +7,16 @@ equals ``SamplerParams()``.  A request's own options override these defaults.
 
 from __future__ import annotations
 
+from functools import partial
 import json
 import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
-from ._fields import SAMPLING, Finite, Group, cli, split_list
+from ._fields import SAMPLING, Finite, Group, json_object, option, split_list
 
 if TYPE_CHECKING:
     from llama_ffi import SamplerParams
@@ -42,123 +43,105 @@ _LOGIT_BIAS = re.compile(r"^\s*(\d+)\s*([+-])\s*(\S+)\s*$")
 _INT32 = 2**31 - 1
 
 
-def _opt(*flags: str, env: str | None = None, metavar: str = "N", **hints: Any) -> dict[str, Any]:
-    return cli(*flags, env=env, group=SAMPLING, metavar=metavar, **hints)
+_opt = partial(option, group=SAMPLING, metavar="N")
 
 
 class SamplingSettings(Group):
-    seed: int = Field(
-        -1, ge=-1, le=2**32 - 1, description="Default RNG seed of requests that give none "
-        "(-1 = random).",
-        json_schema_extra=_opt("-s", "--seed", metavar="SEED"))
-    temperature: Finite = Field(
-        0.8, description="Temperature (<= 0: greedy).",
-        json_schema_extra=_opt("--temp", "--temperature", env="LLAMA_ARG_TEMPERATURE"))
-    dynatemp_range: Finite = Field(
-        0.0, ge=0.0, description="Dynamic temperature range: temperature +/- this (0 = off).",
-        json_schema_extra=_opt("--dynatemp-range"))
-    dynatemp_exponent: Finite = Field(
-        1.0, description="Dynamic temperature exponent.",
-        json_schema_extra=_opt("--dynatemp-exp"))
-    top_k: int = Field(
-        40, ge=-_INT32, le=_INT32, description="Keep the K most likely tokens (<= 0 = off).",
-        json_schema_extra=_opt("--top-k", env="LLAMA_ARG_TOP_K"))
-    top_p: Finite = Field(
-        0.95, ge=0.0, le=1.0, description="Nucleus sampling: the smallest set of tokens "
-        "holding this probability (1.0 = off).",
-        json_schema_extra=_opt("--top-p", env="LLAMA_ARG_TOP_P"))
-    min_p: Finite = Field(
-        0.05, ge=0.0, le=1.0, description="Drop tokens less likely than this fraction of the "
-        "most likely one (0 = off).",
-        json_schema_extra=_opt("--min-p", env="LLAMA_ARG_MIN_P"))
-    typical_p: Finite = Field(
-        1.0, ge=0.0, description="Locally typical sampling, parameter p (1.0 = off).",
-        json_schema_extra=_opt("--typical", "--typical-p"))
-    top_n_sigma: Finite = Field(
-        -1.0, description="Keep tokens within N standard deviations of the top logit "
-        "(< 0 = off).",
-        json_schema_extra=_opt("--top-nsigma", "--top-n-sigma"))
-    xtc_probability: Finite = Field(
-        0.0, ge=0.0, le=1.0, description="XTC: chance of removing the top choices (0 = off).",
-        json_schema_extra=_opt("--xtc-probability"))
-    xtc_threshold: Finite = Field(
-        0.1, ge=0.0, le=1.0, description="XTC: probability a choice needs to be removable "
-        "(> 0.5 = off).",
-        json_schema_extra=_opt("--xtc-threshold"))
-    repeat_last_n: int = Field(
-        64, ge=-1, le=_INT32, description="Tokens looked back at by the repetition penalties "
-        "(0 = off, -1 = the context size).",
-        json_schema_extra=_opt("--repeat-last-n"))
-    repeat_penalty: Finite = Field(
-        1.0, gt=0.0, description="Penalty of a repeated token (1.0 = off).",
-        json_schema_extra=_opt("--repeat-penalty", env="LLAMA_ARG_REPEAT_PENALTY"))
-    presence_penalty: Finite = Field(
-        0.0, description="Penalty of a token that appeared at all (0 = off).",
-        json_schema_extra=_opt("--presence-penalty", env="LLAMA_ARG_PRESENCE_PENALTY"))
-    frequency_penalty: Finite = Field(
-        0.0, description="Penalty per earlier occurrence of a token (0 = off).",
-        json_schema_extra=_opt("--frequency-penalty", env="LLAMA_ARG_FREQUENCY_PENALTY"))
-    dry_multiplier: Finite = Field(
-        0.0, ge=0.0, description="DRY (don't repeat yourself) multiplier (0 = off).",
-        json_schema_extra=_opt("--dry-multiplier"))
-    dry_base: Finite = Field(
-        1.75, ge=0.0, description="DRY base of the exponential penalty.",
-        json_schema_extra=_opt("--dry-base"))
-    dry_allowed_length: int = Field(
-        2, ge=0, le=_INT32, description="DRY: repeated sequences up to this length go "
-        "unpenalised.",
-        json_schema_extra=_opt("--dry-allowed-length"))
-    dry_penalty_last_n: int = Field(
-        -1, ge=-1, le=_INT32, description="DRY: tokens looked back at (0 = off, -1 = the "
-        "context size).",
-        json_schema_extra=_opt("--dry-penalty-last-n"))
-    dry_sequence_breakers: list[str] | None = Field(
-        None, description="DRY sequence breaker (repeatable); the first one given replaces "
-        "the defaults (\\n : \" *), 'none' means no breakers.",
-        json_schema_extra=_opt("--dry-sequence-breaker", metavar="STRING"))
-    mirostat: int = Field(
-        0, ge=0, le=2, description="Mirostat sampling: 0 off, 1 Mirostat, 2 Mirostat 2.0 "
-        "(top-k, top-p and typical-p are then skipped).",
-        json_schema_extra=_opt("--mirostat"))
-    mirostat_eta: Finite = Field(
-        0.1, ge=0.0, description="Mirostat learning rate (eta).",
-        json_schema_extra=_opt("--mirostat-lr"))
-    mirostat_tau: Finite = Field(
-        5.0, ge=0.0, description="Mirostat target entropy (tau).",
-        json_schema_extra=_opt("--mirostat-ent"))
-    min_keep: int = Field(
-        0, ge=0, le=_INT32, description="Fewest tokens every filtering sampler must keep.",
-        json_schema_extra=_opt("--min-keep"))
-    ignore_eos: bool = Field(
-        False, description="Keep generating past the end-of-text token.",
-        json_schema_extra=_opt("--ignore-eos"))
-    logit_bias: dict[int, float] = Field(
-        default_factory=dict, description="Bias of one token, TOKEN_ID+BIAS or TOKEN_ID-BIAS "
-        "(e.g. 15043+1, 15043-inf); repeatable or comma-separated.",
-        json_schema_extra=_opt("-l", "--logit-bias", metavar="TOKEN_ID(+/-)BIAS",
-                               append=True))
-    samplers: list[str] | None = Field(
-        None, description="Order of the samplers, separated by ';' (or ','), e.g. "
-        "penalties;dry;top_k;typ_p;top_p;min_p;xtc;temperature.",
-        json_schema_extra=_opt("--samplers", metavar="SAMPLERS", append=False))
-    sampling_seq: str | None = Field(
-        None, description="Order of the samplers in one-letter codes: d dry, k top-k, y "
-        "typical, p top-p, s top-n-sigma, m min-p, x xtc, t temperature, e penalties, i "
-        "infill (e.g. edkypmxt).",
-        json_schema_extra=_opt("--sampler-seq", "--sampling-seq", metavar="SEQUENCE"))
-    grammar: str | None = Field(
-        None, description="GBNF grammar every answer must follow.",
-        json_schema_extra=_opt("--grammar", metavar="GRAMMAR"))
-    grammar_file: Path | None = Field(
-        None, description="Read the GBNF grammar from this file.",
-        json_schema_extra=_opt("--grammar-file", metavar="FNAME"))
-    json_schema: dict[str, Any] | None = Field(
-        None, description="JSON schema every answer must follow (turned into a grammar), "
-        "e.g. '{\"type\": \"object\"}'.",
-        json_schema_extra=_opt("-j", "--json-schema", metavar="SCHEMA"))
-    json_schema_file: Path | None = Field(
-        None, description="Read the JSON schema from this file.",
-        json_schema_extra=_opt("-jf", "--json-schema-file", metavar="FNAME"))
+    seed: int = _opt(
+        "-s", "--seed", default=-1, ge=-1, le=2**32 - 1, metavar="SEED", help="Default RNG seed "
+        "of requests that give none (-1 = random).")
+    temperature: Finite = _opt(
+        "--temp", "--temperature", env="LLAMA_ARG_TEMPERATURE", default=0.8, help="Temperature "
+        "(<= 0: greedy).")
+    dynatemp_range: Finite = _opt(
+        "--dynatemp-range", default=0.0, ge=0.0, help="Dynamic temperature range: temperature +/- "
+        "this (0 = off).")
+    dynatemp_exponent: Finite = _opt(
+        "--dynatemp-exp", default=1.0, help="Dynamic temperature exponent.")
+    top_k: int = _opt(
+        "--top-k", env="LLAMA_ARG_TOP_K", default=40, ge=-_INT32, le=_INT32, help="Keep the K "
+        "most likely tokens (<= 0 = off).")
+    top_p: Finite = _opt(
+        "--top-p", env="LLAMA_ARG_TOP_P", default=0.95, ge=0.0, le=1.0, help="Nucleus sampling: "
+        "the smallest set of tokens holding this probability (1.0 = off).")
+    min_p: Finite = _opt(
+        "--min-p", env="LLAMA_ARG_MIN_P", default=0.05, ge=0.0, le=1.0, help="Drop tokens less "
+        "likely than this fraction of the most likely one (0 = off).")
+    typical_p: Finite = _opt(
+        "--typical", "--typical-p", default=1.0, ge=0.0, help="Locally typical sampling, "
+        "parameter p (1.0 = off).")
+    top_n_sigma: Finite = _opt(
+        "--top-nsigma", "--top-n-sigma", default=-1.0, help="Keep tokens within N standard "
+        "deviations of the top logit (< 0 = off).")
+    xtc_probability: Finite = _opt(
+        "--xtc-probability", default=0.0, ge=0.0, le=1.0, help="XTC: chance of removing the top "
+        "choices (0 = off).")
+    xtc_threshold: Finite = _opt(
+        "--xtc-threshold", default=0.1, ge=0.0, le=1.0, help="XTC: probability a choice needs to "
+        "be removable (> 0.5 = off).")
+    repeat_last_n: int = _opt(
+        "--repeat-last-n", default=64, ge=-1, le=_INT32, help="Tokens looked back at by the "
+        "repetition penalties (0 = off, -1 = the context size).")
+    repeat_penalty: Finite = _opt(
+        "--repeat-penalty", env="LLAMA_ARG_REPEAT_PENALTY", default=1.0, gt=0.0, help="Penalty of "
+        "a repeated token (1.0 = off).")
+    presence_penalty: Finite = _opt(
+        "--presence-penalty", env="LLAMA_ARG_PRESENCE_PENALTY", default=0.0, help="Penalty of a "
+        "token that appeared at all (0 = off).")
+    frequency_penalty: Finite = _opt(
+        "--frequency-penalty", env="LLAMA_ARG_FREQUENCY_PENALTY", default=0.0, help="Penalty per "
+        "earlier occurrence of a token (0 = off).")
+    dry_multiplier: Finite = _opt(
+        "--dry-multiplier", default=0.0, ge=0.0, help="DRY (don't repeat yourself) multiplier (0 "
+        "= off).")
+    dry_base: Finite = _opt(
+        "--dry-base", default=1.75, ge=0.0, help="DRY base of the exponential penalty.")
+    dry_allowed_length: int = _opt(
+        "--dry-allowed-length", default=2, ge=0, le=_INT32, help="DRY: repeated sequences up to "
+        "this length go unpenalised.")
+    dry_penalty_last_n: int = _opt(
+        "--dry-penalty-last-n", default=-1, ge=-1, le=_INT32, help="DRY: tokens looked back at (0 "
+        "= off, -1 = the context size).")
+    dry_sequence_breakers: list[str] | None = _opt(
+        "--dry-sequence-breaker", default=None, metavar="STRING", help="DRY sequence breaker "
+        "(repeatable); the first one given replaces the defaults (\\n : \" *), 'none' means no "
+        "breakers.")
+    mirostat: int = _opt(
+        "--mirostat", default=0, ge=0, le=2, help="Mirostat sampling: 0 off, 1 Mirostat, 2 "
+        "Mirostat 2.0 (top-k, top-p and typical-p are then skipped).")
+    mirostat_eta: Finite = _opt(
+        "--mirostat-lr", default=0.1, ge=0.0, help="Mirostat learning rate (eta).")
+    mirostat_tau: Finite = _opt(
+        "--mirostat-ent", default=5.0, ge=0.0, help="Mirostat target entropy (tau).")
+    min_keep: int = _opt(
+        "--min-keep", default=0, ge=0, le=_INT32, help="Fewest tokens every filtering sampler "
+        "must keep.")
+    ignore_eos: bool = _opt(
+        "--ignore-eos", default=False, help="Keep generating past the end-of-text token.")
+    logit_bias: dict[int, float] = _opt(
+        "-l", "--logit-bias", default_factory=dict, metavar="TOKEN_ID(+/-)BIAS", append=True,
+        help="Bias of one token, TOKEN_ID+BIAS or TOKEN_ID-BIAS (e.g. 15043+1, 15043-inf); "
+        "repeatable or comma-separated.")
+    samplers: list[str] | None = _opt(
+        "--samplers", default=None, metavar="SAMPLERS", append=False, help="Order of the "
+        "samplers, separated by ';' (or ','), e.g. "
+        "penalties;dry;top_k;typ_p;top_p;min_p;xtc;temperature.")
+    sampling_seq: str | None = _opt(
+        "--sampler-seq", "--sampling-seq", default=None, metavar="SEQUENCE", help="Order of the "
+        "samplers in one-letter codes: d dry, k top-k, y typical, p top-p, s top-n-sigma, m "
+        "min-p, x xtc, t temperature, e penalties, i infill (e.g. edkypmxt).")
+    grammar: str | None = _opt(
+        "--grammar", default=None, metavar="GRAMMAR", help="GBNF grammar every answer must "
+        "follow.")
+    grammar_file: Path | None = _opt(
+        "--grammar-file", default=None, metavar="FNAME", help="Read the GBNF grammar from this "
+        "file.")
+    json_schema: dict[str, Any] | None = _opt(
+        "-j", "--json-schema", default=None, metavar="SCHEMA", help="JSON schema every answer "
+        "must follow (turned into a grammar), e.g. '{\"type\": \"object\"}'.")
+    json_schema_file: Path | None = _opt(
+        "-jf", "--json-schema-file", default=None, metavar="FNAME", help="Read the JSON schema "
+        "from this file.")
 
     # ---- parsing of the command-line spellings ------------------------------------------
     @field_validator("dry_sequence_breakers", mode="before")
@@ -227,14 +210,7 @@ class SamplingSettings(Group):
     @field_validator("json_schema", mode="before")
     @classmethod
     def _schema_text(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError as exc:
-                raise ValueError(f"not valid JSON ({exc})") from None
-            if not isinstance(value, dict):
-                raise ValueError("must be a JSON object")
-        return value
+        return json_object(value)
 
     @model_validator(mode="after")
     def _one_grammar(self) -> "SamplingSettings":

@@ -2,60 +2,52 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import field_validator
 
-from ._fields import PERF, cli, existing_file, split_list
+from ._fields import PERF, ExistingFile, Group, LayerCount, option, split_list
 
 __all__ = ["SpeculativeSettings", "NGRAM_TYPES", "DRAFT_TYPES"]
+
+_opt = partial(option, group=PERF)
 
 NGRAM_TYPES = ("ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
 DRAFT_TYPES = ("draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark")
 
 
-class SpeculativeSettings(BaseModel):
-    model_config = ConfigDict(protected_namespaces=(), extra="forbid", validate_assignment=True)
-
-    spec_type: list[str] = Field(
-        default_factory=lambda: ["none"], description="Speculative decoding, comma-separated "
-        "(llama-server's names): ngram-* drafts from n-grams of the prompt and the text so far "
-        "(one drafter serves every ngram name), draft-* with --model-draft; none: off.",
-        json_schema_extra=cli("--spec-type", env="LLAMA_ARG_SPEC_TYPE", group=PERF,
-                              metavar="TYPES"))
-    model_draft: Path | None = Field(
-        None, description="A small model with the same vocabulary that drafts tokens.",
-        json_schema_extra=cli("--spec-draft-model", "-md", "--model-draft",
-                              env="LLAMA_ARG_SPEC_DRAFT_MODEL", group=PERF, metavar="FNAME"))
-    n_gpu_layers_draft: int = Field(
-        0, ge=-1, le=2**31 - 1, description="Layers of the draft model on the GPU (-1, 'all' "
-        "or 'auto': all of them).",
-        json_schema_extra=cli("--spec-draft-ngl", "-ngld", "--gpu-layers-draft",
-                              "--n-gpu-layers-draft", env="LLAMA_ARG_N_GPU_LAYERS_DRAFT",
-                              group=PERF, metavar="N"))
-    threads_draft: int | None = Field(
-        None, ge=1, le=1024, description="Threads of the draft model (default: --threads).",
-        json_schema_extra=cli("--spec-draft-threads", "-td", "--threads-draft", group=PERF,
-                              metavar="N"))
-    threads_batch_draft: int | None = Field(
-        None, ge=1, le=1024, description="Threads of the draft model for catching up on a "
-        "prompt (default: --threads-draft).",
-        json_schema_extra=cli("--spec-draft-threads-batch", "-tbd", "--threads-batch-draft",
-                              group=PERF, metavar="N"))
-    spec_draft_n_max: int = Field(
-        16, ge=0, le=1024, description="Most draft tokens checked in one step.",
-        json_schema_extra=cli("--spec-draft-n-max", env="LLAMA_ARG_SPEC_DRAFT_N_MAX",
-                              group=PERF, metavar="N"))
-    spec_draft_n_min: int = Field(
-        0, ge=0, le=1024, description="Fewest draft tokens worth checking.",
-        json_schema_extra=cli("--spec-draft-n-min", env="LLAMA_ARG_SPEC_DRAFT_N_MIN",
-                              group=PERF, metavar="N"))
-    spec_draft_p_min: float = Field(
-        0.0, ge=0.0, le=1.0, description="A draft model's draft stops at a token it gives "
-        "less than this probability.",
-        json_schema_extra=cli("--spec-draft-p-min", "--draft-p-min",
-                              env="LLAMA_ARG_SPEC_DRAFT_P_MIN", group=PERF, metavar="P"))
+class SpeculativeSettings(Group):
+    spec_type: list[str] = _opt(
+        "--spec-type", env="LLAMA_ARG_SPEC_TYPE", default_factory=lambda: ["none"],
+        metavar="TYPES", help="Speculative decoding, comma-separated (llama-server's names): "
+        "ngram-* drafts from n-grams of the prompt and the text so far (one drafter serves every "
+        "ngram name), draft-* with --model-draft; none: off.")
+    model_draft: ExistingFile = _opt(
+        "--spec-draft-model", "-md", "--model-draft", env="LLAMA_ARG_SPEC_DRAFT_MODEL",
+        default=None, metavar="FNAME", help="A small model with the same vocabulary that drafts "
+        "tokens.")
+    n_gpu_layers_draft: LayerCount = _opt(
+        "--spec-draft-ngl", "-ngld", "--gpu-layers-draft", "--n-gpu-layers-draft",
+        env="LLAMA_ARG_N_GPU_LAYERS_DRAFT", default=0, ge=-1, le=2**31 - 1, metavar="N",
+        help="Layers of the draft model on the GPU (-1, 'all' or 'auto': all of them).")
+    threads_draft: int | None = _opt(
+        "--spec-draft-threads", "-td", "--threads-draft", default=None, ge=1, le=1024, metavar="N",
+        help="Threads of the draft model (default: --threads).")
+    threads_batch_draft: int | None = _opt(
+        "--spec-draft-threads-batch", "-tbd", "--threads-batch-draft", default=None, ge=1, le=1024,
+        metavar="N", help="Threads of the draft model for catching up on a prompt (default: "
+        "--threads-draft).")
+    spec_draft_n_max: int = _opt(
+        "--spec-draft-n-max", env="LLAMA_ARG_SPEC_DRAFT_N_MAX", default=16, ge=0, le=1024,
+        metavar="N", help="Most draft tokens checked in one step.")
+    spec_draft_n_min: int = _opt(
+        "--spec-draft-n-min", env="LLAMA_ARG_SPEC_DRAFT_N_MIN", default=0, ge=0, le=1024,
+        metavar="N", help="Fewest draft tokens worth checking.")
+    spec_draft_p_min: float = _opt(
+        "--spec-draft-p-min", "--draft-p-min", env="LLAMA_ARG_SPEC_DRAFT_P_MIN", default=0.0,
+        ge=0.0, le=1.0, metavar="P", help="A draft model's draft stops at a token it gives less "
+        "than this probability.")
 
     @field_validator("spec_type", mode="before")
     @classmethod
@@ -68,23 +60,10 @@ class SpeculativeSettings(BaseModel):
                 raise ValueError(f"unknown type {unknown[0]!r}; known: {', '.join(known)}")
         return names
 
-    @field_validator("n_gpu_layers_draft", mode="before")
-    @classmethod
-    def _draft_all_layers(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() in ("all", "auto"):
-            return -1
-        return value
-
     @field_validator("threads_draft", "threads_batch_draft", mode="before")
     @classmethod
     def _draft_default_threads(cls, value: Any) -> Any:
         return None if value in (-1, "-1") else value
-
-    @field_validator("model_draft")
-    @classmethod
-    def _draft_exists(cls, value: Path | None) -> Path | None:
-        return existing_file(value)
-
     @property
     def ngram_speculation(self) -> bool:
         return any(t in NGRAM_TYPES for t in self.spec_type)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from server_helpers import wait_until
+from server_helpers import healthy, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,10 +33,7 @@ class ServerProcess:
         self._reader.start()
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(self.url + "/health", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return healthy(self.url)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, float]:
         """Send ``sig``; the exit status and the seconds it took."""

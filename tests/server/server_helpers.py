@@ -221,6 +221,14 @@ def leave_while_streaming(running: Running, path: str, body: dict[str, Any],
     assert engine.metrics().requests_cancelled == cancelled + 1
 
 
+def healthy(url: str) -> bool:
+    """GET /health answers 200; a server still starting may refuse the connection."""
+    try:
+        return httpx.get(url + "/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

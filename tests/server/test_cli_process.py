@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import wait_until
+from server_helpers import healthy, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,14 +29,7 @@ def test_command_serves_the_default_model_and_stops_on_sigint(tmp_path: Path) ->
         line = proc.stdout.readline()
         assert line.startswith("llamaserver listening on http://127.0.0.1:"), line
         url = line.split()[-1]
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(url + "/health", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert wait_until(healthy, 120)
+        assert wait_until(lambda: healthy(url), 120)
         props = httpx.get(url + "/props", timeout=30).json()
         assert props["user_name"] == "User:" and props["assistant_name"] == "Bot:"
         assert props["system_prompt"] == "You are a test."
@@ -90,14 +83,7 @@ def test_a_llama_server_command_line_starts(tmp_path: Path) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         url = proc.stdout.readline().split()[-1]
         assert proc.stdout.readline().strip().endswith(f"unix://{tmp_path / 'llama.sock'}")
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(url + "/health", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert wait_until(healthy, 120)
+        assert wait_until(lambda: healthy(url), 120)
         props = httpx.get(url + "/props", timeout=30).json()
         assert props["total_slots"] == 4
         proc.send_signal(signal.SIGINT)
