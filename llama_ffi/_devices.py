@@ -49,25 +49,36 @@ class Device:
     description: str   # for an RPC device: its server's host:port
     type: str          # "cpu", "gpu", "igpu", "accel"
     backend: str       # the registry's name: "CPU", "CUDA", "RPC", ...
-    memory_free: int
-    memory_total: int
     handle: Any = dataclasses.field(repr=False, compare=False)   # ggml_backend_dev_t
 
     @property
     def is_rpc(self) -> bool:
         return self.backend == "RPC"
 
-    @classmethod
-    def _from(cls, dev: Any) -> Device:
+    @property
+    def memory_free(self) -> int:
+        return self._memory()[0]
+
+    @property
+    def memory_total(self) -> int:
+        return self._memory()[1]
+
+    def _memory(self) -> tuple[int, int]:
+        # Asked when wanted, not when listed: for an RPC device it is a call to its server,
+        # and a server that died would stop whoever merely listed the devices.
         free = ffi.new("size_t *")
         total = ffi.new("size_t *")
-        lib.ggml_backend_dev_memory(dev, free, total)
+        lib.ggml_backend_dev_memory(self.handle, free, total)
+        return free[0], total[0]
+
+    @classmethod
+    def _from(cls, dev: Any) -> Device:
         reg = lib.ggml_backend_dev_backend_reg(dev)
         return cls(name=_text(lib.ggml_backend_dev_name(dev)),
                    description=_text(lib.ggml_backend_dev_description(dev)),
                    type=_TYPES.get(lib.ggml_backend_dev_type(dev), "unknown"),
                    backend=_text(lib.ggml_backend_reg_name(reg)) if reg else "",
-                   memory_free=free[0], memory_total=total[0], handle=dev)
+                   handle=dev)
 
 
 def _text(ptr: Any) -> str:

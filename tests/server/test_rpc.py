@@ -152,6 +152,13 @@ def test_killed_rpc_server_fails_the_request_and_health(tmp_path: Path) -> None:
             again = httpx.post(running.url + "/completion", json={"prompt": "Hi", "n_predict": 4},
                                timeout=10)
             assert again.status_code == 500 and time.monotonic() - started < 5
+        # The dead server's devices stay in ggml's registry of this process: listing them
+        # must not call it, and a server without --rpc loads and answers beside them.
+        assert {d.backend for d in llama_ffi.devices()} >= {"CPU", "RPC"}
+        with running_server(ctx_size=512, parallel=1) as local:
+            answer = httpx.post(local.url + "/completion", json={"prompt": "Hi", "n_predict": 2},
+                                timeout=60)
+            assert answer.status_code == 200 and answer.json()["tokens_predicted"] == 2
     finally:
         for victim in victims:
             victim.kill()
