@@ -30,7 +30,7 @@ from llama_ffi._decoder import TokenDecoder
 from llama_ffi._embedding import Embedder, normalize_embedding
 from llama_ffi._devices import (Device, add_rpc_servers, default_devices, devices, find_devices,
                                is_loopback_endpoint, rpc_server_path, rpc_supported)
-from llama_ffi._native_abort import guard_native_aborts
+from llama_ffi._native_abort import abandon_native, guard_native_aborts
 from llama_ffi._default_model import default_model_path, native_manifest, system_info
 from llama_ffi._llama import Llama
 from llama_ffi._lora import LoraAdapter
@@ -94,6 +94,7 @@ __all__ = [
     "devices",
     "ffi",
     "find_devices",
+    "abandon_native",
     "guard_native_aborts",
     "is_loopback_endpoint",
     "lib",

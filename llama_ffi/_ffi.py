@@ -76,6 +76,7 @@ class _Backend:
         # by thread id (see _native_abort.py).
         self.abort_handlers: dict[int, Any] = {}
         self.abort_route_installed = False
+        self.abandoned: list[Any] = []   # objects libllama stopped inside (abandon_native)
 
     def ensure(self) -> None:
         if self._ready:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from llama_ffi._callbacks import load_with_progress
-from llama_ffi._devices import Device, device_array, find_devices
+from llama_ffi._devices import Device, default_devices, device_array, find_devices
+from llama_ffi._devices import devices as all_devices
 from llama_ffi._errors import ModelLoadError, check_pointer
 from llama_ffi._ffi import ensure_backend, ffi, lib
 from llama_ffi._handle import OwnedHandle
@@ -95,9 +96,12 @@ class Model(OwnedHandle):
         params.load_mode = _load_mode(use_mmap, use_mlock)
         params.vocab_only = vocab_only
 
-        # None: libllama's choice (every GPU and RPC device registered in the process);
+        # None: libllama's choice (every GPU), but never RPC devices someone else in the
+        # process registered (libllama would take them too, and a dead one hangs the load);
         # a list names them (``[]``: none, the CPU only), in the order layers fill them.
         chosen = None
+        if devices is None and any(d.is_rpc for d in all_devices()):
+            devices = default_devices()
         if devices is not None:
             names = [d for d in devices if isinstance(d, str)]
             by_name = iter(find_devices(names)) if names else iter(())

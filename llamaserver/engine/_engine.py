@@ -106,6 +106,9 @@ class Engine:
             # The thread sits inside libllama for good, using the model and context: they
             # cannot be freed (libllama would crash), so they are left to the process.
             _log.warning("the engine's native objects are not freed: libllama stopped inside them")
+            from llama_ffi import abandon_native
+
+            abandon_native(worker, self._loaded, self._media)
             self._worker = self._loaded = self._media = None
             self._thread = None
             return
@@ -141,7 +144,7 @@ class Engine:
             n_slots=self.n_slots, n_ctx_slot=loaded.n_ctx_slot, n_batch=loaded.ctx.n_batch,
             queue_size=c.queue_size, cont_batching=c.cont_batching,
             context_shift=c.context_shift, ga_n=loaded.ga_n, ga_w=c.grp_attn_w,
-            speculative=c.speculative,
+            speculative=c.speculative, remote_devices=c.remote_devices,
             cache_ram_bytes=c.cache_ram_mib << 20 if c.cache_ram_mib > 0 else c.cache_ram_mib),
             server_scales=lambda: tuple(self._lora_scales))
         self._worker = worker

@@ -98,9 +98,9 @@ def _devices(c: EngineConfig) -> list[Device] | None:
                          "authentication, keep it on a private network", endpoint)
     if c.devices is not None:
         return llama_ffi.find_devices(c.devices)
-    if remote or any(d.is_rpc for d in llama_ffi.devices()):
+    if remote:
         return llama_ffi.default_devices(remote)
-    return None   # libllama's own choice: every local GPU
+    return None   # every local GPU (llama_ffi.Model leaves others' RPC devices out)
 
 
 def _draft_model(model: Model, c: EngineConfig, n_ctx_slot: int) -> DraftModel | None:

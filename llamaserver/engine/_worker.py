@@ -67,6 +67,7 @@ class WorkerConfig:
     ga_w: int
     speculative: SpecConfig | None = None
     cache_ram_bytes: int = 8192 << 20   # host memory of the prefix cache (0: none, < 0: unbounded)
+    remote_devices: bool = False        # told when an rpc-server's connection dies
 
 
 class Worker:
@@ -161,7 +162,7 @@ class Worker:
         from llama_ffi import guard_native_aborts
 
         name_os_thread()
-        with guard_native_aborts(self._on_native_abort):
+        with guard_native_aborts(self._on_native_abort, remote=self.config.remote_devices):
             self._run()
 
     def _run(self) -> None:

@@ -80,3 +80,9 @@ class EngineConfig:
     assistant_name: str = ""
     # where slots are saved and restored; None = slot files are not served
     slot_save_path: Path | None = None
+
+    @property
+    def remote_devices(self) -> bool:
+        """Whether layers may go to devices behind rpc-servers (the engine then survives their
+        death; see ``llama_ffi.guard_native_aborts``)."""
+        return bool(self.rpc_servers) or any(d.startswith("RPC") for d in self.devices or ())
