@@ -8,8 +8,12 @@ A greedy answer under load must equal the same request's answer alone, with one 
 that is arithmetic, not the server: llama.cpp's CPU matrix product computes one row
 (``vec_dot``) and several rows (llamafile's ``sgemm``, used from 2 rows up) with other
 rounding, so the logits of a sequence decoded alone and of one batched with others differ in
-their last bits.  Where the answer alone had two candidates within ``NEAR_TIE`` (in log
-probability) the two runs may part; every token before that point must be the same.  Greedy
+their last bits; so do a prompt decoded in one batch and the same prompt in paced chunks, or a
+prefix reused from another slot's cache (its cells were computed in another batch shape).
+Those bits pass through the f16 KV cache and 30 layers: measured, the two runs' top candidates
+then moved by up to 0.04 in log probability.  Where the answer alone had two candidates within
+``NEAR_TIE`` of each other the two runs may part; every token before that point must be the
+same.  A server bug reads wrong cells and moves logits by whole units (a stale cell: 25).  Greedy
 requests ask for their top candidates (``n_probs``, ``top_logprobs``) so that this can be told.
 """
 
@@ -35,7 +39,7 @@ TOOLS = [{"type": "function", "function": {
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"},
                                            "age": {"type": "integer"}},
           "required": ["name", "age"]}
-NEAR_TIE = 0.01
+NEAR_TIE = 0.05
 N_TOP = 5
 LONG_TEXT = " ".join(["The quick brown fox jumps over the lazy dog near the riverbank."] * 90)
 
