@@ -123,14 +123,21 @@ def _base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
+def _inputs(req: EmbeddingRequest, name: str, other: str) -> list[PromptInput]:
+    """The prompts of ``name``, else of its other spelling (the seed's routes take both)."""
+    value = getattr(req, name)
+    if value is None:
+        value = getattr(req, other)
+    if value is None:
+        raise invalid(f"'{name}' is required")
+    return split_prompts(value, name)
+
+
 def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     @bp.post("/embedding")
     async def embedding() -> Response:
         req = await read_model(ctx, EmbeddingRequest)
-        value = req.content if req.content is not None else req.input
-        if value is None:
-            raise invalid("'content' is required")
-        results = await embed(ctx, split_prompts(value, "content"), req.embd_normalize,
+        results = await embed(ctx, _inputs(req, "content", "input"), req.embd_normalize,
                               "content", req.image_data)
         if ctx.ready_engine().embedding_pooled is False:  # upstream's per-token shape
             return json_response([{"index": i, "embedding": vectors}
@@ -143,10 +150,7 @@ def add_routes(bp: Blueprint, ctx: ApiContext) -> None:
     @bp.post("/embeddings")
     async def embeddings() -> Response:
         req = await read_model(ctx, EmbeddingRequest)
-        value = req.input if req.input is not None else req.content
-        if value is None:
-            raise invalid("'input' is required")
-        results = await embed(ctx, split_prompts(value, "input"), req.embd_normalize, "input")
+        results = await embed(ctx, _inputs(req, "input", "content"), req.embd_normalize, "input")
         return json_response([{"index": i, "embedding": vectors}
                               for i, (vectors, _) in enumerate(results)])
 

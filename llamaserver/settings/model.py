@@ -92,20 +92,17 @@ class ModelSettings(Group):
     @field_validator("lora_scaled", mode="before")
     @classmethod
     def _scaled_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            return value
+        split = split_list(value)  # as every list flag: commas, CSV quoting
+        if not isinstance(split, list):
+            return split
         out: list[Any] = []
-        for item in value:
-            if not isinstance(item, str):
-                out.append(item)
-                continue
-            for part in filter(None, item.split(",")):
+        for part in split:
+            if isinstance(part, str):
                 path, sep, scale = part.rpartition(":")
                 if not sep or not path:
                     raise ValueError(f"{part!r} is not FNAME:SCALE")
-                out.append((path, scale))
+                part = (path, scale)
+            out.append(part)
         return out
 
     @model_validator(mode="after")

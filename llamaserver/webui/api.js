@@ -1,7 +1,7 @@
 // The page's connection to its server: the API key, error answers as LlamaError, and the two
 // streams (chat from /v1/chat/completions, raw completion through completion.js's llama()).
 
-import { LlamaError, completionStream, errorFromResponse, readEventStream } from './completion.js';
+import { LlamaError, completionStream, errorFromResponse, readEventData } from './completion.js';
 
 export { LlamaError };
 
@@ -89,16 +89,7 @@ export class Client {
       signal,
     });
     try {
-      for await (const event of readEventStream(response)) {
-        if (event.data === '[DONE]') return;
-        const data = JSON.parse(event.data);
-        if (data.error) {
-          throw new LlamaError(data.error.message ?? 'The generation failed.', {
-            status: data.error.code ?? 500, type: data.error.type ?? 'server_error',
-          });
-        }
-        yield data;
-      }
+      for await (const [, data] of readEventData(response)) yield data;
     } catch (error) {
       if (error.name === 'AbortError' || error instanceof LlamaError) throw error;
       throw new LlamaError(`The answer broke off: ${error.message}`);

@@ -3,7 +3,6 @@
 
 import { LlamaError, describeError } from './api.js';
 import { renderMarkdown } from './markdown.js';
-import { SettingsError } from './settings.js';
 import { titleFrom } from './store.js';
 import { autoGrow, copyText, describeTimings, h, iconButton, timingsDetail, toast } from './ui.js';
 
@@ -272,15 +271,8 @@ export class ChatView {
   }
 
   async generate() {
-    let params;
-    try {
-      params = this.settings.params('chat');
-    } catch (error) {
-      if (!(error instanceof SettingsError)) throw error;
-      toast(error.message);
-      this.settings.open();
-      return;
-    }
+    const params = this.settings.paramsOrExplain('chat');
+    if (!params) return;
     const conversation = this.conversation;
     const body = { messages: this.requestMessages(), ...params };
     const answer = { role: 'assistant', content: '' };

@@ -12,7 +12,8 @@
  * Exports: `llama` (async generator, recommended), `llamaEventTarget` (events),
  * `llamaPromise` (the whole text), `llamaComplete` (the seed-era callback form),
  * `llamaModelInfo` (the server's default generation settings), `completionStream` (llama
- * without the defaults), `readEventStream` (the Server-Sent Events reader they share) and
+ * without the defaults), `readEventStream` (the Server-Sent Events reader they share),
+ * `readEventData` (its events' JSON, errors thrown) and
  * `LlamaError` (what a failed request throws).
  *
  * Every function takes the same `config`:
@@ -143,6 +144,23 @@ function isAbort(error) {
 }
 
 /**
+ * The JSON data of each event of a stream until `[DONE]`, as `[event, data]` pairs; an event
+ * that carries an `error` object is thrown as a LlamaError.
+ */
+export async function* readEventData(response) {
+  for await (const event of readEventStream(response)) {
+    if (event.data === '[DONE]') return;
+    const data = JSON.parse(event.data);
+    if (data.error) {
+      throw new LlamaError(data.error.message ?? 'The generation failed.', {
+        status: data.error.code ?? 500, type: data.error.type ?? 'server_error',
+      });
+    }
+    yield [event, data];
+  }
+}
+
+/**
  * Complete `prompt`, streamed. Yields one chunk per server event: `{event, data, id}` where
  * `data` is the parsed JSON (`data.content` is the new text; the last one has `stop: true`,
  * `timings`, `generation_settings`, ... and with `n_probs`, `completion_probabilities`).
@@ -189,14 +207,7 @@ export async function* completionStream(body, config = {}) {
     return data.content ?? '';
   }
   try {
-    for await (const event of readEventStream(response)) {
-      if (event.data === '[DONE]') break;
-      const data = JSON.parse(event.data);
-      if (data.error) {
-        throw new LlamaError(data.error.message ?? 'generation failed', {
-          status: data.error.code ?? 500, type: data.error.type ?? 'server_error',
-        });
-      }
+    for await (const [event, data] of readEventData(response)) {
       content += data.content ?? '';
       yield { ...event, data };
       if (data.stop) break;

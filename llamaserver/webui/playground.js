@@ -3,8 +3,7 @@
 // (GET /props), and with n_probs each token's top candidates on hover, focus or tap.
 
 import { describeError } from './api.js';
-import { SettingsError } from './settings.js';
-import { autoGrow, describeTimings, h, timingsDetail, toast } from './ui.js';
+import { autoGrow, describeTimings, h, timingsDetail } from './ui.js';
 
 // whitespace made visible in the candidates list
 const shown = (text) => (text === '' ? '∅' : text.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\t/g, '⇥'));
@@ -101,15 +100,8 @@ export class CompletionView {
 
   async run() {
     if (this.busy) return;
-    let params;
-    try {
-      params = this.settings.params('completion');
-    } catch (error) {
-      if (!(error instanceof SettingsError)) throw error;
-      toast(error.message);
-      this.settings.open();
-      return;
-    }
+    const params = this.settings.paramsOrExplain('completion');
+    if (!params) return;
     const nProbs = Math.max(0, Math.min(20, Number.parseInt(this.nProbs.value, 10) || 0));
     const userName = this.system.user.value;
     const body = { ...params, prompt: this.prompt.value, n_probs: nProbs, stop: userName ? [userName] : [] };

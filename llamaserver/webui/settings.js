@@ -2,6 +2,8 @@
 // default" and is not sent at all, so a request carries exactly what the user chose; the
 // placeholders show the server's defaults (GET /props).
 
+import { toast } from './ui.js';
+
 const NUMBERS = {
   // name: [request field in chat, in /completion, integer?, default_generation_settings key]
   temperature: ['temperature', 'temperature', false, 'temperature'],
@@ -117,6 +119,18 @@ export class Settings {
     }
     if (mode === 'chat') return { response_format: { type: 'json_schema', json_schema: { name: 'answer', schema } } };
     return { json_schema: schema };
+  }
+
+  /** `params(mode)`, or null after saying what cannot be sent (and opening the dialog). */
+  paramsOrExplain(mode) {
+    try {
+      return this.params(mode);
+    } catch (error) {
+      if (!(error instanceof SettingsError)) throw error;
+      toast(error.message);
+      this.open();
+      return null;
+    }
   }
 
   /**

@@ -141,18 +141,12 @@ def upstream_server(args: Sequence[str], log_dir: Path) -> Iterator[httpx.Client
     proc = subprocess.Popen(
         [str(binary), *args, "-t", "1", "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=url, timeout=600)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"llama-server exited {proc.returncode}, see {log.name}"
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "llama-server did not become healthy"
-            time.sleep(0.1)
+        up = wait_until(lambda: proc.poll() is not None or healthy(url), 120)
+        assert proc.poll() is None, f"llama-server exited {proc.returncode}, see {log.name}"
+        assert up, "llama-server did not become healthy"
         yield client
     finally:
         client.close()
