@@ -24,7 +24,7 @@ class BuildOptions:
     cublas_root: str | None = None                    # a tree with include/ and lib/ for cuBLAS
     hip_targets: str | None = None
     blas_vendor: str = "OpenBLAS"
-    rpc: bool = False                                 # ggml's RPC backend (remote devices) and rpc-server
+    rpc: bool = False                                 # also upstream's rpc-server (the tool)
     extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -65,8 +65,10 @@ def cpu_args(options: BuildOptions) -> list[str]:
 
 
 def rpc_args(options: BuildOptions) -> list[str]:
-    # RPC is a backend beside the main one (remote devices over TCP), not instead of it.
-    return ["-DGGML_RPC=ON"] if options.rpc else []
+    # RPC is a backend beside the main one (remote devices over TCP), not instead of it. It is
+    # in every build: it is small, `llamaserver --rpc` then needs no other build, and the
+    # quick-start and test builds share one tree instead of compiling everything twice.
+    return ["-DGGML_RPC=ON"]
 
 
 def backend_args(options: BuildOptions) -> list[str]:

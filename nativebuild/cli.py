@@ -44,8 +44,9 @@ def parser() -> argparse.ArgumentParser:
                    help="also build upstream's llama-server, llama-mtmd-cli and rpc-server (references for tests and"
                         " benchmarks; implies --rpc)")
     p.add_argument("--rpc", action="store_true", default=_env_flag("LLAMA_FFI_RPC"),
-                   help="also build ggml's RPC backend (remote devices, llamaserver --rpc) and upstream's"
-                        " rpc-server (staged as bin/ggml-rpc-server) (env LLAMA_FFI_RPC=1)")
+                   help="also build upstream's rpc-server, staged as bin/ggml-rpc-server, to lend this"
+                        " machine's devices to a llamaserver --rpc elsewhere; ggml's RPC backend itself"
+                        " is in every build (env LLAMA_FFI_RPC=1)")
     p.add_argument("--cuda-arch", default=env("LLAMA_FFI_CUDA_ARCHITECTURES"),
                    help="CMAKE_CUDA_ARCHITECTURES, e.g. 90 or '80;86;90' (default: native)")
     p.add_argument("--cublas-root", default=env("LLAMA_FFI_CUBLAS_ROOT"),
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         source = acquire(ns.cache_dir, ns.source, log)
-        # The reference tools include rpc-server: the tests of --rpc run against it.
+        # The reference tools include rpc-server: the tests of llamaserver --rpc use it.
         ns.rpc = ns.rpc or ns.with_server
         targets = (BASE_TARGETS + (REFERENCE_TARGETS if ns.with_server else ())
                    + (RPC_TARGETS if ns.rpc else ()))

@@ -117,8 +117,9 @@ def test_probe_runs_instructions_not_just_cpuinfo():
     assert set(result.cmake_options()) == {f.cmake for f in cpu_probe.FEATURES}
 
 
-def test_rpc_adds_ggml_rpc_beside_any_backend_and_changes_the_tree():
-    assert "-DGGML_RPC=ON" in args_for(rpc=True)
-    assert "-DGGML_RPC=ON" in args_for(backend="cuda", rpc=True)
-    assert not [a for a in args_for() if a.startswith("-DGGML_RPC")]
-    assert _plan(rpc=True).root != _plan().root   # a build of its own in the cache
+def test_every_build_has_ggml_rpc_beside_its_backend_and_one_tree():
+    assert "-DGGML_RPC=ON" in args_for()
+    assert "-DGGML_RPC=ON" in args_for(backend="cuda")
+    # --rpc only adds upstream's rpc-server to the targets: same flags, same tree, same key
+    assert args_for(rpc=True) == args_for()
+    assert _plan(rpc=True).root == _plan().root and _plan(rpc=True).key == _plan().key

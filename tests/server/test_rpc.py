@@ -118,11 +118,14 @@ def test_unreachable_rpc_server_is_a_start_up_error() -> None:
 
 
 def test_killed_rpc_server_fails_the_request_and_health(tmp_path: Path) -> None:
-    """Its own two rpc-servers and server: after this the engine never serves again."""
+    """Its own two rpc-servers and server: after this that engine never serves again, and a
+    server in the same process that uses only local devices keeps serving."""
     victims = [RpcServer(tmp_path / f"victim-{i}.log") for i in range(2)]
     try:
-        with running_server(rpc=[v.endpoint for v in victims], n_gpu_layers=-1,
-                            tensor_split=[1, 1], ctx_size=1024, parallel=2) as running:
+        # a server on local devices only, in the same process, running through the kill
+        with running_server(ctx_size=512, parallel=1) as bystander, \
+                running_server(rpc=[v.endpoint for v in victims], n_gpu_layers=-1,
+                               tensor_split=[1, 1], ctx_size=1024, parallel=2) as running:
             streamed: list[str] = []
             first_token = threading.Event()
 
@@ -152,6 +155,10 @@ def test_killed_rpc_server_fails_the_request_and_health(tmp_path: Path) -> None:
             again = httpx.post(running.url + "/completion", json={"prompt": "Hi", "n_predict": 4},
                                timeout=10)
             assert again.status_code == 500 and time.monotonic() - started < 5
+            assert httpx.get(bystander.url + "/health", timeout=10).status_code == 200
+            answer = httpx.post(bystander.url + "/completion",
+                                json={"prompt": "Hi", "n_predict": 2}, timeout=60)
+            assert answer.status_code == 200 and answer.json()["tokens_predicted"] == 2
         # The dead server's devices stay in ggml's registry of this process: listing them
         # must not call it, and a server without --rpc loads and answers beside them.
         assert {d.backend for d in llama_ffi.devices()} >= {"CPU", "RPC"}
