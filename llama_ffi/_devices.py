@@ -65,7 +65,13 @@ class Device:
 
     def _memory(self) -> tuple[int, int]:
         # Asked when wanted, not when listed: for an RPC device it is a call to its server,
-        # and a server that died would stop whoever merely listed the devices.
+        # and ggml aborts when that server has gone (still registered in this process): ask
+        # only a server that still listens; one that went away has nothing to give.
+        if self.is_rpc:
+            try:
+                _check_listening(self.description, 2.0)
+            except (RpcServerError, ValueError):
+                return 0, 0
         free = ffi.new("size_t *")
         total = ffi.new("size_t *")
         lib.ggml_backend_dev_memory(self.handle, free, total)
