@@ -57,13 +57,14 @@ class Device:
 
     @property
     def memory_free(self) -> int:
-        return self._memory()[0]
+        return self.memory()[0]
 
     @property
     def memory_total(self) -> int:
-        return self._memory()[1]
+        return self.memory()[1]
 
-    def _memory(self) -> tuple[int, int]:
+    def memory(self) -> tuple[int, int]:
+        """(free, total) bytes, in one question to the device."""
         # Asked when wanted, not when listed: for an RPC device it is a call to its server,
         # and ggml aborts when that server has gone (still registered in this process): ask
         # only a server that still listens; one that went away has nothing to give.

@@ -45,8 +45,11 @@ def _devices(rpc: str | None) -> str:
     except Exception as exc:  # no native build, an unreachable server: say so rather than fail
         return f"Available devices: unknown ({exc})"
     lines = ["Available devices:"]
-    lines += [f"  {d.name}: {d.description} ({d.memory_total >> 20} MiB, "
-              f"{d.memory_free >> 20} MiB free)" for d in found] or ["  (none)"]
+    for d in found:
+        free, total = d.memory()  # one question each (for RPC, one call to its server)
+        lines.append(f"  {d.name}: {d.description} ({total >> 20} MiB, {free >> 20} MiB free)")
+    if not found:
+        lines.append("  (none)")
     return "\n".join(lines)
 
 
