@@ -86,7 +86,9 @@ class Report:
                        "max": max((s["rss_mb"] for s in after), default=None),
                        "end": self.end.get("rss_mb"),
                        "growth": growth(self.baseline, after + [self.end], "rss_mb")},
-            "fds": {"baseline": self.baseline.get("fds"), "end": self.end.get("fds")},
+            "fds": {"baseline": self.baseline.get("fds"), "end": self.end.get("fds"),
+                    "kinds_baseline": self.baseline.get("fd_kinds"),
+                    "kinds_end": self.end.get("fd_kinds")},
             "threads": {"baseline": self.baseline.get("threads"),
                         "end": self.end.get("threads")},
             "machine_load": {"min": min((s["load"] for s in self.samples), default=None),
@@ -108,6 +110,34 @@ def process_sample(pid: int) -> dict[str, float]:
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
             "threads": int(fields["Threads"]), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+def open_fds(pid: int) -> dict[str, int]:
+    """The process's descriptors by kind (socket, pipe, anon_inode:..., or a file's path)."""
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else target
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+async def settled_sample(pid: int, baseline: dict[str, float], wait: float) -> dict[str, Any]:
+    """The process once its descriptors and threads are back to ``baseline``, or after ``wait``
+    seconds (the fewest seen): a connection a client closed a moment ago may still be open on
+    the server's side until its event loop reads the EOF."""
+    best = process_sample(pid)
+    deadline = time.monotonic() + wait
+    while (best["fds"] > baseline.get("fds", 0) or best["threads"] > baseline.get("threads", 0)) \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        now = process_sample(pid)
+        if (now["fds"], now["threads"]) < (best["fds"], best["threads"]):
+            best = now
+    return {**best, "fd_kinds": open_fds(pid)}
 
 
 class Server:
@@ -299,7 +329,8 @@ class Soak:
             await self.clients(time.monotonic() + min(c.warmup, c.duration))
             await asyncio.sleep(1.0)
             report.baseline = {"t": round(time.monotonic() - t_start, 1),
-                               **process_sample(self.server.proc.pid)}
+                               **process_sample(self.server.proc.pid),
+                               "fd_kinds": open_fds(self.server.proc.pid)}
             await self.clients(load_end)
             settle = time.monotonic() + 10
             while self.pending_cuts and time.monotonic() < settle:
@@ -311,8 +342,7 @@ class Soak:
             await asyncio.sleep(1.0)
             metrics = (await client.get("/metrics")).text
             slots = (await client.get("/slots")).json()
-        await asyncio.sleep(1.0)  # every connection closed, the server idle
-        report.end = {**process_sample(self.server.proc.pid),
+        report.end = {**await settled_sample(self.server.proc.pid, report.baseline, 10.0),
                       "slots_busy": sum(1 for s in slots if s["is_processing"]),
                       "queue": metric(metrics, "llamacpp:requests_deferred")}
         return report
