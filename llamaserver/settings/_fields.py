@@ -10,7 +10,8 @@ from typing import Annotated, Any, Callable, Literal
 
 from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["CacheType", "ExistingFile", "Finite", "Group", "GROUPS", "LayerCount", "TRUE", "FALSE",
+__all__ = ["AutoSwitch", "CacheType", "Directory", "ExistingFile", "Finite", "Group", "GROUPS",
+           "JsonObject", "LayerCount", "NameList", "Switch", "ThreadCount", "TRUE", "FALSE",
            "cli", "existing_file", "json_object", "layer_count", "negative_env", "option",
            "split_list", "to_switch"]
 
@@ -79,6 +80,21 @@ def existing_file(value: Path | None) -> Path | None:
     return value
 
 
+def existing_directory(value: Path | None) -> Path | None:
+    if value is not None and not Path(value).is_dir():
+        raise ValueError(f"not a directory: {value}")
+    return value
+
+
+def thread_count(value: Any) -> Any:
+    """None (the default) for llama-server's way of asking for it: -1 (or 0)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+        return None
+    return value
+
+
 def layer_count(value: Any) -> Any:
     """-1 (every layer) for llama-server's 'all' and 'auto': without memory fitting, 'auto'
     can only mean "as many as there are"."""
@@ -144,6 +160,18 @@ def to_switch(value: Any, *, auto: bool = False) -> Any:
 
 # A file the server reads at start-up (--mmproj, --ssl-key-file, ...).
 ExistingFile = Annotated[Path | None, AfterValidator(existing_file)]
+# A folder the server serves from (--path, --media-path).
+Directory = Annotated[Path | None, AfterValidator(existing_directory)]
+# A JSON object that a flag gives as text (--chat-template-kwargs, --json-schema).
+JsonObject = Annotated[dict[str, Any], BeforeValidator(json_object)]
+# Names given comma-separated, repeatedly, or both (--api-key, --alias).
+NameList = Annotated[list[str], BeforeValidator(split_list)]
+# on/off in any of llama-server's spellings, or auto (-fa); AutoSwitch also takes -1 for auto.
+Switch = Annotated[Literal["on", "off", "auto"], BeforeValidator(to_switch)]
+AutoSwitch = Annotated[Literal["on", "off", "auto"],
+                       BeforeValidator(lambda value: to_switch(value, auto=True))]
+# A thread count, where -1 or 0 asks for the default (None).
+ThreadCount = Annotated[int | None, BeforeValidator(thread_count)]
 # A count of layers to offload (-ngl, -ngld), which may be spelled 'all' or 'auto'.
 LayerCount = Annotated[int, BeforeValidator(layer_count)]
 

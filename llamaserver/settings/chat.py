@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from ._fields import CHAT, Group, json_object, option, to_switch
+from ._fields import CHAT, AutoSwitch, Group, JsonObject, option
 
 __all__ = ["ChatSettings"]
 
@@ -27,7 +27,7 @@ class ChatSettings(Group):
         "--jinja", env="LLAMA_ARG_JINJA", negative=("--no-jinja",), default=True, help="Render "
         "chat templates as Jinja (in a sandbox); off: only the built-in templates libllama knows "
         "by name.")
-    chat_template_kwargs: dict[str, Any] = _opt(
+    chat_template_kwargs: JsonObject = _opt(
         "--chat-template-kwargs", env="LLAMA_ARG_CHAT_TEMPLATE_KWARGS", default_factory=dict,
         metavar="JSON", help="Extra variables for every chat template rendering, as a JSON object "
         "(e.g. '{\"enable_thinking\": false}'); a request's own chat_template_kwargs add to them.")
@@ -35,7 +35,7 @@ class ChatSettings(Group):
         "--reasoning-format", env="LLAMA_ARG_THINK", default="auto", metavar="FORMAT",
         help="Where a model's thinking goes: none (left in the content), deepseek (moved to "
         "reasoning_content), deepseek-legacy (both), auto (as the template suggests).")
-    reasoning: Literal["on", "off", "auto"] = _opt(
+    reasoning: AutoSwitch = _opt(
         "-rea", "--reasoning", env="LLAMA_ARG_REASONING", default="auto", metavar="on|off|auto",
         help="Ask the model to think (on), not to (off), or leave it to the template (auto); "
         "on/off set the template variable enable_thinking.")
@@ -63,16 +63,6 @@ class ChatSettings(Group):
         "--prefill-assistant", env="LLAMA_ARG_PREFILL_ASSISTANT",
         negative=("--no-prefill-assistant",), default=True, help="A chat ending in an assistant "
         "message is continued from that message; off: it counts as a finished turn.")
-
-    @field_validator("chat_template_kwargs", mode="before")
-    @classmethod
-    def _json_object(cls, value: Any) -> Any:
-        return json_object(value)
-
-    @field_validator("reasoning", mode="before")
-    @classmethod
-    def _reasoning_switch(cls, value: Any) -> Any:
-        return to_switch(value, auto=True)
 
     @field_validator("reasoning_effort")
     @classmethod

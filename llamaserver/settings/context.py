@@ -7,20 +7,11 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from ._fields import PERF, CacheType, Finite, Group, option, to_switch
+from ._fields import PERF, CacheType, Finite, Group, Switch, ThreadCount, option
 
 __all__ = ["ContextSettings"]
 
 _opt = partial(option, group=PERF)
-
-
-def _auto_is_none(value: Any) -> Any:
-    # llama-server writes "use the default" as -1 (or 0) for thread counts
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
-        return None
-    return value
 
 
 class ContextSettings(Group):
@@ -39,13 +30,13 @@ class ContextSettings(Group):
         "--context-shift", env="LLAMA_ARG_CONTEXT_SHIFT", negative=("--no-context-shift",),
         default=True, help="Shift the context (discarding old tokens after n_keep) instead of "
         "stopping when it is full.")
-    threads: int | None = _opt(
+    threads: ThreadCount = _opt(
         "-t", "--threads", env="LLAMA_ARG_THREADS", default=None, ge=1, le=1024, metavar="N",
         help="Threads for generation (default, or -1: all CPU cores).")
-    threads_batch: int | None = _opt(
+    threads_batch: ThreadCount = _opt(
         "-tb", "--threads-batch", default=None, ge=1, le=1024, metavar="N", help="Threads for "
         "batch and prompt processing (default, or -1: --threads).")
-    threads_http: int | None = _opt(
+    threads_http: ThreadCount = _opt(
         "--threads-http", env="LLAMA_ARG_THREADS_HTTP", default=None, ge=1, le=1024, metavar="N",
         help="Worker threads for blocking per-request work (tokenizing, template rendering); "
         "default (or -1): max(cores - 1, parallel + 2).")
@@ -66,7 +57,7 @@ class ContextSettings(Group):
     queue_size: int = _opt(
         "--queue-size", default=64, ge=0, le=1_000_000, metavar="N", help="Requests that may wait "
         "for a free slot; when the queue is full the server answers 503 with Retry-After.")
-    flash_attn: Literal["on", "off", "auto"] = _opt(
+    flash_attn: Switch = _opt(
         "-fa", "--flash-attn", env="LLAMA_ARG_FLASH_ATTN", default="auto", nargs="?", const="on",
         metavar="on|off|auto", help="Flash attention: on, off or auto (-fa alone means on).")
     cache_type_k: CacheType = _opt(
@@ -129,19 +120,9 @@ class ContextSettings(Group):
         "--spm-infill", default=False, help="/infill uses the Suffix/Prefix/Middle order instead "
         "of Prefix/Suffix/Middle.")
 
-    @field_validator("threads", "threads_batch", "threads_http", mode="before")
-    @classmethod
-    def _default_threads(cls, value: Any) -> Any:
-        return _auto_is_none(value)
-
     @field_validator("parallel", mode="before")
     @classmethod
     def _auto_parallel(cls, value: Any) -> Any:
         if value in (-1, "-1"):
             return cls.model_fields["parallel"].default
         return value
-
-    @field_validator("flash_attn", mode="before")
-    @classmethod
-    def _flash_attn_switch(cls, value: Any) -> Any:
-        return to_switch(value)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from ._fields import SERVER, ExistingFile, Group, option, split_list
+from ._fields import SERVER, Directory, ExistingFile, Group, NameList, option, split_list
 
 __all__ = ["NetworkSettings", "is_unix_socket"]
 
@@ -32,7 +32,7 @@ class NetworkSettings(Group):
     reuse_port: bool = _opt(
         "--reuse-port", env="LLAMA_ARG_REUSE_PORT", default=False, help="Let other processes bind "
         "the same port (SO_REUSEPORT).")
-    path: Path | None = _opt(
+    path: Directory = _opt(
         "--path", env="LLAMA_ARG_STATIC_PATH", default=None, metavar="PATH", help="Directory of "
         "static files to serve at / instead of the built-in web UI (/completion.js stays "
         "available).")
@@ -42,7 +42,7 @@ class NetworkSettings(Group):
     api_prefix: str = _opt(
         "--api-prefix", env="LLAMA_ARG_API_PREFIX", default="", metavar="PREFIX", help="URL "
         "prefix of every endpoint (e.g. /llama).")
-    api_key: list[str] = _opt(
+    api_key: NameList = _opt(
         "--api-key", env="LLAMA_API_KEY", default_factory=list, metavar="KEY", help="API key "
         "required in 'Authorization: Bearer KEY' or 'X-Api-Key: KEY' (repeatable, or "
         "comma-separated).")
@@ -91,7 +91,7 @@ class NetworkSettings(Group):
     slot_save_path: Path | None = _opt(
         "--slot-save-path", default=None, metavar="PATH", help="Directory where slot prompt "
         "caches are saved and restored; the slot save/restore endpoints are disabled without it.")
-    media_path: Path | None = _opt(
+    media_path: Directory = _opt(
         "--media-path", default=None, metavar="PATH", help="Directory from which requests may "
         "load media by relative file:// URLs (default: none).")
 
@@ -105,11 +105,6 @@ class NetworkSettings(Group):
             raise ValueError("needs at least one address")
         # [::1] as in a URL is the address ::1
         return ",".join(h[1:-1] if h.startswith("[") and h.endswith("]") else h for h in hosts)
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _key_list(cls, value: Any) -> Any:
-        return split_list(value)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -130,13 +125,6 @@ class NetworkSettings(Group):
                                  "localhost)")
             out.append(normal)
         return out or ["*"]
-
-    @field_validator("media_path", "path")
-    @classmethod
-    def _existing_directories(cls, value: Path | None) -> Path | None:
-        if value is not None and not Path(value).is_dir():
-            raise ValueError(f"not a directory: {value}")
-        return value
 
     @field_validator("sleep_idle_seconds")
     @classmethod

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import field_validator, model_validator
 
-from ._fields import SAMPLING, Finite, Group, json_object, option, split_list
+from ._fields import SAMPLING, Finite, Group, JsonObject, option, split_list
 
 if TYPE_CHECKING:
     from llama_ffi import SamplerParams
@@ -136,7 +136,7 @@ class SamplingSettings(Group):
     grammar_file: Path | None = _opt(
         "--grammar-file", default=None, metavar="FNAME", help="Read the GBNF grammar from this "
         "file.")
-    json_schema: dict[str, Any] | None = _opt(
+    json_schema: JsonObject | None = _opt(
         "-j", "--json-schema", default=None, metavar="SCHEMA", help="JSON schema every answer "
         "must follow (turned into a grammar), e.g. '{\"type\": \"object\"}'.")
     json_schema_file: Path | None = _opt(
@@ -206,11 +206,6 @@ class SamplingSettings(Group):
                                  f"{''.join(sorted(_SEQUENCE_LETTERS))}")
             _check_stages([_SEQUENCE_LETTERS[c] for c in value])
         return value
-
-    @field_validator("json_schema", mode="before")
-    @classmethod
-    def _schema_text(cls, value: Any) -> Any:
-        return json_object(value)
 
     @model_validator(mode="after")
     def _one_grammar(self) -> "SamplingSettings":

@@ -198,6 +198,17 @@ def named_sse_events(text: str) -> list[tuple[str | None, Any]]:
     return [(fields.get("event"), json.loads(fields["data"])) for fields in sse_fields(text)]
 
 
+def read_until(response: httpx.Response, predicate: Callable[[str], bool]) -> Iterator[str]:
+    """Read ``response``'s lines up to the first that ``predicate`` accepts, and hand back the
+    live iterator: the caller closes it to leave.  (Breaking out of ``iter_lines()`` drops the
+    iterator, and that closes the connection at once: a check made after it races the
+    server's noticing.)"""
+    lines = response.iter_lines()
+    while not predicate(next(lines)):
+        pass
+    return lines
+
+
 def leave_while_streaming(running: Running, path: str, body: dict[str, Any],
                           first_event: str, headers: dict[str, str]) -> None:
     """Stream ``body`` from ``path`` on a one-slot server, leave at ``first_event`` (an SSE
@@ -206,10 +217,9 @@ def leave_while_streaming(running: Running, path: str, body: dict[str, Any],
     cancelled = engine.metrics().requests_cancelled
     with httpx.Client(base_url=running.url, timeout=60, headers=headers) as other:
         with other.stream("POST", path, json={**body, "stream": True}) as response:
-            for line in response.iter_lines():
-                if line == f"event: {first_event}":
-                    break  # generating, for seconds yet
-            assert engine.slots()[0].is_processing
+            lines = read_until(response, lambda line: line == f"event: {first_event}")
+            assert engine.slots()[0].is_processing  # generating, for seconds yet
+            lines.close()
     # cancelled, not finished: the disconnect freed the slot
     assert wait_until(lambda: not engine.slots()[0].is_processing, 30)
     assert engine.metrics().requests_cancelled == cancelled + 1

@@ -8,7 +8,7 @@ import threading
 import time
 
 import httpx
-from server_helpers import PARALLEL, Running
+from server_helpers import PARALLEL, Running, read_until
 
 PROMPTS = [
     "The capital of France is",
@@ -77,13 +77,15 @@ def test_disconnect_frees_the_slot_within_250_ms(main: Running) -> None:
     with httpx.Client(base_url=main.url, timeout=60) as other:
         with other.stream("POST", "/completion", json=body) as response:
             assert response.status_code == 200
-            seen = 0
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    seen += 1
-                    if seen == 3:
-                        break
+            events = [0]
+
+            def third_event(line: str) -> bool:
+                events[0] += line.startswith("data: ")
+                return events[0] == 3
+
+            lines = read_until(response, third_event)
             assert engine.slots()[3].is_processing
+            lines.close()
             closed = time.perf_counter()
     # the `with` blocks closed the connection
     while engine.slots()[3].is_processing:

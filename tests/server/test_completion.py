@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from server_helpers import PARALLEL, Running, sse_events, wait_until
+from server_helpers import PARALLEL, Running, sse_events
 
 PROMPT = "The capital of France is"
 
@@ -163,25 +163,6 @@ def test_streaming_never_leaks_a_stop_word(client: httpx.Client) -> None:
     text = "".join(e["content"] for e in events[:-1])
     assert stop not in text and events[-1]["stopped_word"]
     assert greedy.startswith(text)
-
-
-def test_client_disconnect_frees_the_slot(base_url: str, client: httpx.Client) -> None:
-    body = {"prompt": "Write a very long story about llamas.", "n_predict": 4000,
-            "ignore_eos": True, "stream": True, "id_slot": 2}
-    with httpx.Client(base_url=base_url, timeout=60) as other:
-        with other.stream("POST", "/completion", json=body) as r:
-            assert r.status_code == 200
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    break  # one token arrived: the slot is busy
-
-            def slot2_busy() -> bool:
-                slots = client.get("/slots").json()
-                return bool(slots[2]["is_processing"])
-
-            assert slot2_busy()
-    # the connection is closed: the slot must become idle long before 4000 tokens
-    assert wait_until(lambda: not client.get("/slots").json()[2]["is_processing"], 10)
 
 
 def test_client_disconnect_on_a_non_streamed_request(main: Running, base_url: str) -> None:

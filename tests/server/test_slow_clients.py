@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from process_helpers import ServerProcess, llamaserver_process
-from server_helpers import wait_until
+from server_helpers import read_until, wait_until
 
 TIMEOUT_S = 2
 SLACK_S = 6  # a loaded machine
@@ -118,3 +118,20 @@ def test_a_client_waiting_quietly_for_a_long_generation_is_not_cut(
             thread.join(60)
     assert response.status_code == 200 and response.json()["tokens_predicted"] == 8
     assert took > TIMEOUT_S + 1
+
+
+def test_a_client_leaving_frees_its_slot(server: ServerProcess) -> None:
+    """This server has no -n cap, so the generation would run for thousands of tokens."""
+    body = {"prompt": "Write a very long story about llamas.", "n_predict": 100_000,
+            "ignore_eos": True, "stream": True, "id_slot": 1}
+
+    def slot1_busy() -> bool:
+        return bool(httpx.get(server.url + "/slots").json()[1]["is_processing"])
+
+    with httpx.stream("POST", server.url + "/completion", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        lines = read_until(response, lambda line: line.startswith("data: "))
+        assert slot1_busy()  # one token arrived
+        lines.close()
+    # the connection is closed: the slot must become idle long before the generation's end
+    assert wait_until(lambda: not slot1_busy(), 10)
