@@ -18,6 +18,7 @@ import statistics
 import time
 
 import httpx
+from load import RequestResult
 
 # ------------------------------------------------------------------ texts
 
@@ -74,10 +75,7 @@ QUESTIONS = ["Hello, I am customer {u}. Can I still return the shoes I bought la
 
 
 @dataclasses.dataclass
-class Outcome:
-    ok: bool
-    ttft_s: float = 0.0
-    tokens: int = 0
+class Outcome(RequestResult):
     prompt_n: int = 0      # prompt tokens the server evaluated (from its timings)
     cache_n: int = 0       # prompt tokens it took from its cache instead
     draft_n: int = 0
@@ -144,9 +142,9 @@ async def _stream(client: httpx.AsyncClient, path: str, body: dict, text_of) -> 
     timings = final.get("timings", {})
     tokens = int(timings.get("predicted_n", 0))
     return Outcome(tokens > 0, ttft or time.perf_counter() - sent, tokens,
-                   int(timings.get("prompt_n", 0)), int(timings.get("cache_n", 0)),
-                   int(timings.get("draft_n", 0)), int(timings.get("draft_n_accepted", 0)),
-                   "".join(parts))
+                   prompt_n=int(timings.get("prompt_n", 0)), cache_n=int(timings.get("cache_n", 0)),
+                   draft_n=int(timings.get("draft_n", 0)),
+                   accepted=int(timings.get("draft_n_accepted", 0)), text="".join(parts))
 
 
 def _chat_text(event: dict) -> str:

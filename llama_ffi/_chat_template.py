@@ -91,15 +91,11 @@ class ChatTemplate:
     ) -> None:
         if not isinstance(source, str):
             raise TemplateError("a chat template source must be a string")
-        self.limits = TemplateLimits(timeout=timeout, max_output_chars=max_output_chars,
-                                     max_loop_iterations=max_loop_iterations, max_int_digits=max_int_digits,
-                                     max_value_size=max_value_size, max_total_size=max_total_size)
-        self.source = source
-        self.name: str | None = None  # the built-in name, for libllama-rendered templates
-        self.bos_token = bos_token
-        self.eos_token = eos_token
-        self._env: BoundedSandbox | None = BoundedSandbox()
-        self._template: jinja2.Template | None = None
+        self._describe(source, None, bos_token, eos_token, TemplateLimits(
+            timeout=timeout, max_output_chars=max_output_chars,
+            max_loop_iterations=max_loop_iterations, max_int_digits=max_int_digits,
+            max_value_size=max_value_size, max_total_size=max_total_size))
+        self._env = BoundedSandbox()
         try:
             self._template = self._env.from_string(source)
         except jinja2.TemplateError as exc:
@@ -119,14 +115,17 @@ class ChatTemplate:
     @classmethod
     def _libllama(cls, source: str, name: str, bos_token: str, eos_token: str) -> ChatTemplate:
         self = cls.__new__(cls)
-        self.limits = TemplateLimits()
-        self.source = source
-        self.name = name
-        self.bos_token = bos_token
-        self.eos_token = eos_token
-        self._env = None
-        self._template = None
+        self._describe(source, name, bos_token, eos_token, TemplateLimits())
         return self
+
+    def _describe(self, source: str, name: str | None, bos_token: str, eos_token: str,
+                  limits: TemplateLimits) -> None:
+        self.limits = limits
+        self.source = source
+        self.name = name  # the built-in name, for libllama-rendered templates
+        self.bos_token, self.eos_token = bos_token, eos_token
+        self._env: BoundedSandbox | None = None  # None: libllama renders it
+        self._template: jinja2.Template | None = None
 
     @classmethod
     def from_model(cls, model: Model, override: str | None = None, *, jinja: bool = True,

@@ -107,14 +107,11 @@ def context_params(
     params.rope_freq_scale = rope_freq_scale
     if rope_scaling is not None:
         params.rope_scaling_type = ROPE_SCALING[rope_scaling]
-    if yarn_ext_factor is not None:
-        params.yarn_ext_factor = yarn_ext_factor
-    if yarn_attn_factor is not None:
-        params.yarn_attn_factor = yarn_attn_factor
-    if yarn_beta_fast is not None:
-        params.yarn_beta_fast = yarn_beta_fast
-    if yarn_beta_slow is not None:
-        params.yarn_beta_slow = yarn_beta_slow
+    # None keeps libllama's own value (which it takes from the model)
+    for name, value in (("yarn_ext_factor", yarn_ext_factor), ("yarn_attn_factor", yarn_attn_factor),
+                        ("yarn_beta_fast", yarn_beta_fast), ("yarn_beta_slow", yarn_beta_slow)):
+        if value is not None:
+            setattr(params, name, value)
     params.yarn_orig_ctx = yarn_orig_ctx
     params.kv_unified = kv_unified
     params.swa_full = swa_full

@@ -6,6 +6,18 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def model_writer(path: Any, arch: str, name: str, hparams: Mapping[str, int]) -> Any:
+    """A ``gguf.GGUFWriter`` for an ``arch`` model called ``name``, with its integer
+    hyperparameters (``hparams``' keys without the ``arch.`` prefix)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_string("general.name", name)
+    for key, value in hparams.items():
+        writer.add_uint32(f"{arch}.{key}", value)
+    return writer
+
+
 def copy_tokenizer(writer: Any, source: Any) -> int:
     """Copy every ``tokenizer.*`` key of ``source`` (a ``gguf.GGUFReader``) to ``writer``;
     returns the size of that vocabulary."""

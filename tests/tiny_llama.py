@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gguf_files import copy_tokenizer, save_gguf
+from gguf_files import copy_tokenizer, model_writer, save_gguf
 
 N_EMBD = 64
 N_FF = 128
@@ -23,13 +23,10 @@ def write_tiny_llama(path: Path, vocab_model: Path, *, seed: int = 0) -> Path:
 
     rng = np.random.default_rng(seed)
     source = gguf.GGUFReader(str(vocab_model))
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_string("general.name", f"llama-ffi test draft model (seed {seed})")
-    for key, value in (("block_count", N_LAYER), ("context_length", N_CTX_TRAIN),
-                       ("embedding_length", N_EMBD), ("feed_forward_length", N_FF),
-                       ("attention.head_count", N_HEAD), ("attention.head_count_kv", N_HEAD),
-                       ("rope.dimension_count", N_EMBD // N_HEAD)):
-        writer.add_uint32(f"llama.{key}", value)
+    writer = model_writer(path, "llama", f"llama-ffi test draft model (seed {seed})", {
+        "block_count": N_LAYER, "context_length": N_CTX_TRAIN, "embedding_length": N_EMBD,
+        "feed_forward_length": N_FF, "attention.head_count": N_HEAD,
+        "attention.head_count_kv": N_HEAD, "rope.dimension_count": N_EMBD // N_HEAD})
     writer.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
     n_vocab = copy_tokenizer(writer, source)
 

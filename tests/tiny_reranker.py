@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gguf_files import copy_tokenizer, save_gguf
+from gguf_files import copy_tokenizer, model_writer, save_gguf
 
 N_EMBD = 32
 N_FF = 64
@@ -33,13 +33,10 @@ def write_reranker(path: Path, vocab_file: Path, *, seed: int = 0, labels: list[
 
     rng = np.random.default_rng(seed)
     vocab = gguf.GGUFReader(str(vocab_file))
-    writer = gguf.GGUFWriter(str(path), "bert")
-    writer.add_string("general.name", f"llama-ffi test reranker (seed {seed})")
-    for key, value in (("block_count", N_LAYER), ("context_length", N_CTX_TRAIN),
-                       ("embedding_length", N_EMBD), ("feed_forward_length", N_FF),
-                       ("attention.head_count", N_HEAD),
-                       ("pooling_type", int(gguf.PoolingType.RANK))):
-        writer.add_uint32(f"bert.{key}", value)
+    writer = model_writer(path, "bert", f"llama-ffi test reranker (seed {seed})", {
+        "block_count": N_LAYER, "context_length": N_CTX_TRAIN, "embedding_length": N_EMBD,
+        "feed_forward_length": N_FF, "attention.head_count": N_HEAD,
+        "pooling_type": int(gguf.PoolingType.RANK)})
     writer.add_float32("bert.attention.layer_norm_epsilon", 1e-12)
     writer.add_bool("bert.attention.causal", False)
     if labels:

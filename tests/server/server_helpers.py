@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -196,6 +196,30 @@ def named_sse_events(text: str) -> list[tuple[str | None, Any]]:
     """Parse an SSE body of named events (Anthropic's, OpenAI Responses') into (event, JSON
     data) pairs."""
     return [(fields.get("event"), json.loads(fields["data"])) for fields in sse_fields(text)]
+
+
+@contextlib.asynccontextmanager
+async def in_process(app: Any, timeout: float = 120) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that calls the ASGI ``app`` in this process, with no socket between."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                 timeout=timeout) as client:
+        yield client
+
+
+def client_fixture(server: str, headers: dict[str, str] | None = None,
+                   timeout: float = 120) -> Any:
+    """A module-scoped fixture: an ``httpx.Client`` for the ``Running`` server that the fixture
+    named ``server`` gives, sending ``headers`` with every request."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+        running = request.getfixturevalue(server)
+        with httpx.Client(base_url=running.url, timeout=timeout, headers=headers) as c:
+            yield c
+
+    return client
 
 
 def read_until(response: httpx.Response, predicate: Callable[[str], bool]) -> Iterator[str]:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from server_helpers import Running, error_of, running_server, streaming_in_background
+from server_helpers import Running, client_fixture, error_of, running_server, streaming_in_background
 
 KEY = "sk-auth-test-42"
 SECRET_PROMPT = "My secret plan is to"
@@ -18,10 +18,7 @@ def keyed() -> Iterator[Running]:
         yield r
 
 
-@pytest.fixture(scope="module")
-def anon(keyed: Running) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=keyed.url, timeout=60) as c:
-        yield c
+anon = client_fixture("keyed")
 
 
 def _authed(headers: dict[str, str] | None = None) -> dict[str, str]:

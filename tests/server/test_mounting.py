@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from quart import Quart
-from server_helpers import serve_in_thread, sse_events
+from server_helpers import in_process, serve_in_thread, sse_events
 
 from llamaserver import LlamaServer
 
@@ -96,9 +96,7 @@ async def starlette_app() -> AsyncIterator[tuple[object, LlamaServer]]:
 
 async def test_starlette_mount(starlette_app: tuple[object, LlamaServer]) -> None:
     app, server = starlette_app
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://test",
-                                 timeout=120) as c:
+    async with in_process(app) as c:
         assert (await c.get("/")).text == "starlette home"
         assert (await c.get("/llm/health")).json()["status"] == "ok"
         assert (await c.get("/llm/v1/models")).json()["data"][0]["id"] == "gamma"
@@ -131,14 +129,20 @@ def test_api_prefix_and_blueprint_names() -> None:
     assert {"/x/health", "/y/health"} <= rules
 
 
+async def not_serving(c: httpx.AsyncClient, status: int, health: str,
+                      error_type: str) -> httpx.Response:
+    """/health and a completion both answer ``status``; the completion's answer."""
+    answer = await c.get("/health")
+    assert answer.status_code == status and answer.json()["status"] == health
+    r = await c.post("/completion", json={"prompt": "x"})
+    assert r.status_code == status and r.json()["error"]["type"] == error_type
+    return r
+
+
 async def test_requests_before_startup_are_503() -> None:
     server = LlamaServer(parallel=1)
-    transport = httpx.ASGITransport(app=server.asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        health = await c.get("/health")
-        assert health.status_code == 503 and health.json()["status"] == "loading model"
-        r = await c.post("/completion", json={"prompt": "x"})
-        assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable_error"
+    async with in_process(server.asgi) as c:
+        r = await not_serving(c, 503, "loading model", "unavailable_error")
         assert "Retry-After" in r.headers
         assert (await c.get("/v1/models")).json()["data"][0]["meta"] is None
 
@@ -148,12 +152,8 @@ async def test_a_model_that_fails_to_load() -> None:
     with pytest.raises(FileNotFoundError):
         await server.startup()
     assert server.state == "error"
-    transport = httpx.ASGITransport(app=server.asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        health = await c.get("/health")
-        assert health.status_code == 500 and health.json()["status"] == "error"
-        r = await c.post("/completion", json={"prompt": "x"})
-        assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    async with in_process(server.asgi) as c:
+        await not_serving(c, 500, "error", "server_error")
     await server.shutdown()
 
 
@@ -161,8 +161,7 @@ async def test_static_files_and_cors(tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("<h1>hello</h1>")
     (tmp_path / "app.js").write_text("console.log(1)")
     server = LlamaServer(path=tmp_path)  # static routes need no model
-    transport = httpx.ASGITransport(app=server.asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with in_process(server.asgi) as c:
         assert (await c.get("/")).text == "<h1>hello</h1>"
         assert (await c.get("/app.js")).text == "console.log(1)"
         assert (await c.get("/../etc/passwd")).status_code == 404

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import Running, error_of, running_server
+from server_helpers import Running, client_fixture, error_of, running_server
 
 import llama_ffi
 
@@ -36,10 +36,7 @@ def mm(mmproj_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield running
 
 
-@pytest.fixture(scope="module")
-def c(mm: Running) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mm.url, timeout=120) as client:
-        yield client
+c = client_fixture("mm")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from openapi_check import Document, load
 from openapi_spec_validator import validate
 from quart import Quart, Response
-from server_helpers import THINKING_TEMPLATE, Running, running_server
+from server_helpers import THINKING_TEMPLATE, Running, in_process, running_server
 
 from llamaserver import LlamaServer
 from llamaserver.http._chat import ChatRequest
@@ -323,8 +323,7 @@ async def test_the_web_ui_of_a_folder_under_a_prefix_is_documented(tmp_path: Pat
     (tmp_path / "data.json").write_text("[1]")
     server = LlamaServer(api_prefix="/llama", path=str(tmp_path), api_key=["k"])
     assert not undocumented_rules(server.app.url_map.iter_rules())
-    transport = httpx.ASGITransport(app=server.asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with in_process(server.asgi) as c:
         key = {"X-Api-Key": "k"}
         doc = Document((await c.get("/llama/openapi.json", headers=key)).json())
         validate(doc.doc)

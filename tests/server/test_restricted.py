@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from server_helpers import Running, error_of, running_server, streaming_in_background
+from server_helpers import Running, client_fixture, error_of, running_server, streaming_in_background
 
 KEY = "sk-test-0123456789"
 
@@ -18,17 +18,8 @@ def restricted() -> Iterator[Running]:
         yield r
 
 
-@pytest.fixture(scope="module")
-def anon(restricted: Running) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=restricted.url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def authed(restricted: Running) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=restricted.url, timeout=60,
-                      headers={"Authorization": f"Bearer {KEY}"}) as c:
-        yield c
+anon = client_fixture("restricted")
+authed = client_fixture("restricted", {"Authorization": f"Bearer {KEY}"})
 
 
 def test_health_is_public_models_are_not(anon: httpx.Client, authed: httpx.Client) -> None:
