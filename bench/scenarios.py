@@ -18,7 +18,7 @@ import statistics
 import time
 
 import httpx
-from load import RequestResult
+from load import LoadResult, RequestResult
 
 # ------------------------------------------------------------------ texts
 
@@ -83,14 +83,12 @@ class Outcome(RequestResult):
     text: str = ""
 
 
-@dataclasses.dataclass
-class Run:
-    wall_s: float
-    outcomes: list[Outcome]
+class Run(LoadResult):
+    """A scenario's run: ``results`` are ``Outcome``s."""
 
     @property
-    def tokens_per_s(self) -> float:
-        return sum(o.tokens for o in self.outcomes if o.ok) / self.wall_s
+    def outcomes(self) -> list[Outcome]:
+        return self.results  # type: ignore[return-value]
 
     @property
     def ttft_p50_ms(self) -> float:
@@ -109,10 +107,6 @@ class Run:
     def cache_hit_rate(self) -> float:
         cached = sum(o.cache_n for o in self.outcomes)
         return cached / (cached + self.prompt_n) if cached + self.prompt_n else float("nan")
-
-    @property
-    def errors(self) -> int:
-        return sum(not o.ok for o in self.outcomes)
 
     @property
     def acceptance(self) -> float:
@@ -187,7 +181,7 @@ async def multi_turn(url: str, *, users: int = 16, turns: int = 3, clients: int 
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
-        return Run(time.perf_counter() - started, outcomes)
+        return Run(clients, time.perf_counter() - started, outcomes)
 
 
 async def grounded(url: str, *, clients: int, per_client: int = 2, n_predict: int = 160,
@@ -208,7 +202,7 @@ async def grounded(url: str, *, clients: int, per_client: int = 2, n_predict: in
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0)) as client:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(i, client) for i in range(clients)))
-        return Run(time.perf_counter() - started, outcomes)
+        return Run(clients, time.perf_counter() - started, outcomes)
 
 
 def run_multi_turn(url: str) -> Run:
