@@ -6,29 +6,24 @@ import { ChatView } from './chat.js';
 import { CompletionView } from './playground.js';
 import { Settings } from './settings.js';
 import { Store } from './store.js';
-import { icon, toast } from './ui.js';
+import { elements, icon, toast } from './ui.js';
 
 const THEMES = ['auto', 'light', 'dark'];
 
 class App {
   constructor() {
-    const $ = (id) => document.getElementById(id);
     this.store = new Store();
     this.store.onError = () => toast('The browser refused to store more: delete old conversations (images take room).');
-    this.banner = $('banner');
-    this.status = $('status');
-    this.statusText = $('status-text');
-    this.title = $('title');
-    this.model = $('model');
-    this.sidebar = $('sidebar');
-    this.scrim = $('scrim');
-    this.keyDialog = $('key-dialog');
+    Object.assign(this, elements({
+      banner: 'banner', status: 'status', statusText: 'status-text', title: 'title', model: 'model',
+      sidebar: 'sidebar', scrim: 'scrim', keyDialog: 'key-dialog',
+    }));
     this.activity = null;
     this.serverState = 'unknown';
     this.checking = null;
     this.keyRequest = null;
     this.client = new Client(this.store, (reason) => this.askKey(reason));
-    this.settings = new Settings(this.store, $('settings-dialog'));
+    this.settings = new Settings(this.store, document.getElementById('settings-dialog'));
     this.settings.onKeyForget = () => {
       this.client.apiKey = '';
       this.describeKey();

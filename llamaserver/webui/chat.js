@@ -4,23 +4,17 @@
 import { LlamaError, describeError } from './api.js';
 import { renderMarkdown } from './markdown.js';
 import { titleFrom } from './store.js';
-import { autoGrow, copyText, describeTimings, h, iconButton, timingsDetail, toast } from './ui.js';
+import { autoGrow, copyText, describeTimings, elements, h, iconButton, timingsDetail, toast } from './ui.js';
 
 const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
 
 export class ChatView {
   constructor({ client, store, settings, app }) {
     Object.assign(this, { client, store, settings, app });
-    this.messages = document.getElementById('messages');
-    this.list = document.getElementById('conversations');
-    this.input = document.getElementById('input');
-    this.form = document.getElementById('composer');
-    this.sendButton = document.getElementById('send');
-    this.stopButton = document.getElementById('stop');
-    this.attachButton = document.getElementById('attach');
-    this.fileInput = document.getElementById('file');
-    this.attachments = document.getElementById('attachments');
-    this.empty = document.getElementById('empty');
+    Object.assign(this, elements({
+      messages: 'messages', list: 'conversations', input: 'input', form: 'composer', sendButton: 'send',
+      stopButton: 'stop', attachButton: 'attach', fileInput: 'file', attachments: 'attachments', empty: 'empty',
+    }));
     this.controller = null; // the answer being streamed, if any
     this.pendingImages = [];
     this.conversation = this.store.load(this.store.read('current', '')) ?? this.store.create();

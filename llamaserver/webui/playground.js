@@ -3,7 +3,7 @@
 // (GET /props), and with n_probs each token's top candidates on hover, focus or tap.
 
 import { describeError } from './api.js';
-import { autoGrow, describeTimings, h, timingsDetail } from './ui.js';
+import { autoGrow, describeTimings, elements, h, timingsDetail } from './ui.js';
 
 // whitespace made visible in the candidates list
 const shown = (text) => (text === '' ? '∅' : text.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\t/g, '⇥'));
@@ -11,17 +11,12 @@ const shown = (text) => (text === '' ? '∅' : text.replace(/ /g, '␣').replace
 export class CompletionView {
   constructor({ client, store, settings, app }) {
     Object.assign(this, { client, store, settings, app });
-    const $ = (id) => document.getElementById(id);
-    this.prompt = $('pg-prompt');
-    this.nProbs = $('pg-nprobs');
-    this.runButton = $('pg-run');
-    this.stopButton = $('pg-stop');
-    this.appendButton = $('pg-append');
-    this.output = $('pg-output');
-    this.stats = $('pg-stats');
-    this.system = { prompt: $('pg-system-prompt'), user: $('pg-user-name'), assistant: $('pg-assistant-name') };
-    this.systemNote = $('pg-system-note');
-    this.popover = $('probs');
+    Object.assign(this, elements({
+      prompt: 'pg-prompt', nProbs: 'pg-nprobs', runButton: 'pg-run', stopButton: 'pg-stop',
+      appendButton: 'pg-append', output: 'pg-output', stats: 'pg-stats', systemNote: 'pg-system-note',
+      popover: 'probs',
+    }));
+    this.system = elements({ prompt: 'pg-system-prompt', user: 'pg-user-name', assistant: 'pg-assistant-name' });
     this.controller = null;
     this.generated = '';
     this.systemEdited = false;
