@@ -53,12 +53,13 @@ def cli(*flags: str, group: str, env: str | None = None, negative: tuple[str, ..
     return extra
 
 
-def option(*flags: str, group: str, help: str, default: Any = None,
+def option(*flags: str, group: str, default: Any = None,
            default_factory: Callable[[], Any] | None = None, env: str | None = None,
            negative: tuple[str, ...] = (), ge: float | None = None, gt: float | None = None,
            le: float | None = None, **argparse_hints: Any) -> Any:
-    """A setting: the pydantic ``Field`` (default, bounds, ``help`` as its description) with
-    its command line (see :func:`cli`) in ``json_schema_extra``.
+    """A setting: the pydantic ``Field`` (default, bounds) with its command line (see
+    :func:`cli`) in ``json_schema_extra``.  Its help is the docstring under the field (pydantic
+    makes it the description: editors show it too).
 
     A settings module binds its help group once (``partial(option, group=...)``), so that a
     field reads as the ``add_argument`` call it becomes.
@@ -67,9 +68,8 @@ def option(*flags: str, group: str, help: str, default: Any = None,
               if value is not None}
     extra = cli(*flags, group=group, env=env, negative=negative, **argparse_hints)
     if default_factory is not None:
-        return Field(default_factory=default_factory, description=help,
-                     json_schema_extra=extra, **bounds)
-    return Field(default, description=help, json_schema_extra=extra, **bounds)
+        return Field(default_factory=default_factory, json_schema_extra=extra, **bounds)
+    return Field(default, json_schema_extra=extra, **bounds)
 
 
 def existing_file(value: Path | None) -> Path | None:
@@ -179,4 +179,5 @@ LayerCount = Annotated[int, BeforeValidator(layer_count)]
 class Group(BaseModel):
     """Base of every settings group (and so of ``ServerSettings``)."""
 
-    model_config = ConfigDict(protected_namespaces=(), extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(protected_namespaces=(), extra="forbid", validate_assignment=True,
+                              use_attribute_docstrings=True)

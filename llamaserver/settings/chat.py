@@ -17,52 +17,55 @@ _opt = partial(option, group=CHAT)
 
 class ChatSettings(Group):
     chat_template: str | None = _opt(
-        "--chat-template", env="LLAMA_ARG_CHAT_TEMPLATE", default=None, metavar="JINJA_TEMPLATE",
-        help="Chat template: a built-in name (chatml, llama3, ...) or Jinja source. Default: the "
-        "template stored in the model.")
+        "--chat-template", env="LLAMA_ARG_CHAT_TEMPLATE", default=None, metavar="JINJA_TEMPLATE")
+    """Chat template: a built-in name (chatml, llama3, ...) or Jinja source. Default: the template
+    stored in the model."""
     chat_template_file: Path | None = _opt(
-        "--chat-template-file", env="LLAMA_ARG_CHAT_TEMPLATE_FILE", default=None, metavar="FNAME",
-        help="Read the chat template (Jinja source) from this file.")
-    jinja: bool = _opt(
-        "--jinja", env="LLAMA_ARG_JINJA", negative=("--no-jinja",), default=True, help="Render "
-        "chat templates as Jinja (in a sandbox); off: only the built-in templates libllama knows "
-        "by name.")
+        "--chat-template-file", env="LLAMA_ARG_CHAT_TEMPLATE_FILE", default=None, metavar="FNAME")
+    """Read the chat template (Jinja source) from this file."""
+    jinja: bool = _opt("--jinja", env="LLAMA_ARG_JINJA", negative=("--no-jinja",), default=True)
+    """Render chat templates as Jinja (in a sandbox); off: only the built-in templates libllama
+    knows by name."""
     chat_template_kwargs: JsonObject = _opt(
         "--chat-template-kwargs", env="LLAMA_ARG_CHAT_TEMPLATE_KWARGS", default_factory=dict,
-        metavar="JSON", help="Extra variables for every chat template rendering, as a JSON object "
-        "(e.g. '{\"enable_thinking\": false}'); a request's own chat_template_kwargs add to them.")
+        metavar="JSON")
+    """Extra variables for every chat template rendering, as a JSON object (e.g.
+    '{"enable_thinking": false}'); a request's own chat_template_kwargs add to them."""
     reasoning_format: Literal["auto", "none", "deepseek", "deepseek-legacy"] = _opt(
-        "--reasoning-format", env="LLAMA_ARG_THINK", default="auto", metavar="FORMAT",
-        help="Where a model's thinking goes: none (left in the content), deepseek (moved to "
-        "reasoning_content), deepseek-legacy (both), auto (as the template suggests).")
+        "--reasoning-format", env="LLAMA_ARG_THINK", default="auto", metavar="FORMAT")
+    """Where a model's thinking goes: none (left in the content), deepseek (moved to
+    reasoning_content), deepseek-legacy (both), auto (as the template suggests)."""
     reasoning: AutoSwitch = _opt(
-        "-rea", "--reasoning", env="LLAMA_ARG_REASONING", default="auto", metavar="on|off|auto",
-        help="Ask the model to think (on), not to (off), or leave it to the template (auto); "
-        "on/off set the template variable enable_thinking.")
+        "-rea", "--reasoning", env="LLAMA_ARG_REASONING", default="auto", metavar="on|off|auto")
+    """Ask the model to think (on), not to (off), or leave it to the template (auto); on/off set the
+    template variable enable_thinking."""
     reasoning_effort: str | None = _opt(
-        "--reasoning-effort", env="LLAMA_ARG_REASONING_EFFORT", default=None, metavar="LEVEL",
-        help="Reasoning effort handed to the template as reasoning_effort (minimal, low, medium, "
-        "high, ...); 'default' or unset: the template's own.")
+        "--reasoning-effort", env="LLAMA_ARG_REASONING_EFFORT", default=None, metavar="LEVEL")
+    """Reasoning effort handed to the template as reasoning_effort (minimal, low, medium, high,
+    ...); 'default' or unset: the template's own."""
     reasoning_budget: int = _opt(
         "--reasoning-budget", env="LLAMA_ARG_THINK_BUDGET", default=-1, ge=-1, le=2**31 - 1,
-        metavar="N", help="Tokens the model may think for: -1 unlimited, 0 ends thinking at once.")
+        metavar="N")
+    """Tokens the model may think for: -1 unlimited, 0 ends thinking at once."""
     reasoning_budget_message: str | None = _opt(
         "--reasoning-budget-message", env="LLAMA_ARG_THINK_BUDGET_MESSAGE", default=None,
-        metavar="MESSAGE", help="Text inserted before the end of thinking when the budget runs "
-        "out.")
+        metavar="MESSAGE")
+    """Text inserted before the end of thinking when the budget runs out."""
     reasoning_preserve: bool = _opt(
         "--reasoning-preserve", env="LLAMA_ARG_REASONING_PRESERVE",
-        negative=("--no-reasoning-preserve",), default=True, help="Keep earlier assistant turns' "
-        "reasoning in the rendered history (for templates that support it), not only the last "
-        "one's.")
+        negative=("--no-reasoning-preserve",), default=True)
+    """Keep earlier assistant turns' reasoning in the rendered history (for templates that support
+    it), not only the last one's."""
     skip_chat_parsing: bool = _opt(
         "--skip-chat-parsing", env="LLAMA_ARG_SKIP_CHAT_PARSING",
-        negative=("--no-skip-chat-parsing",), default=False, help="Return everything the model "
-        "writes as content: no reasoning or tool-call parsing of chat answers.")
+        negative=("--no-skip-chat-parsing",), default=False)
+    """Return everything the model writes as content: no reasoning or tool-call parsing of chat
+    answers."""
     prefill_assistant: bool = _opt(
         "--prefill-assistant", env="LLAMA_ARG_PREFILL_ASSISTANT",
-        negative=("--no-prefill-assistant",), default=True, help="A chat ending in an assistant "
-        "message is continued from that message; off: it counts as a finished turn.")
+        negative=("--no-prefill-assistant",), default=True)
+    """A chat ending in an assistant message is continued from that message; off: it counts as a
+    finished turn."""
 
     @field_validator("reasoning_effort")
     @classmethod

@@ -29,44 +29,48 @@ _LOAD_MODES: dict[str, dict[str, bool]] = {
 class HardwareSettings(Group):
     n_gpu_layers: LayerCount = _opt(
         "-ngl", "--n-gpu-layers", "--gpu-layers", env="LLAMA_ARG_N_GPU_LAYERS", default=0, ge=-1,
-        le=2**31 - 1, metavar="N", help="Layers to offload to the GPU when the library has a GPU "
-        "backend (-1, 'all' or 'auto' = all of them; nothing is fitted to memory).")
+        le=2**31 - 1, metavar="N")
+    """Layers to offload to the GPU when the library has a GPU backend (-1, 'all' or 'auto' = all of
+    them; nothing is fitted to memory)."""
     split_mode: Literal["none", "layer", "row"] = _opt(
         "-sm", "--split-mode", env="LLAMA_ARG_SPLIT_MODE", default="layer",
-        metavar="{none,layer,row}", help="How to split the model across several GPUs.")
+        metavar="{none,layer,row}")
+    """How to split the model across several GPUs."""
     tensor_split: list[Finite] | None = _opt(
         "-ts", "--tensor-split", env="LLAMA_ARG_TENSOR_SPLIT", default=None, metavar="SPLIT",
-        append=False, help="Share of the model per GPU, comma-separated (e.g. 3,2).")
+        append=False)
+    """Share of the model per GPU, comma-separated (e.g. 3,2)."""
     rpc: list[str] | None = _opt(
-        "--rpc", env="LLAMA_ARG_RPC", default=None, metavar="SERVERS", append=False, help="Remote "
-        "devices: rpc-server addresses, comma-separated (host:port,...); -ngl and -ts place "
-        "layers on them. rpc-server has no authentication: use loopback or a private network (a "
-        "warning names any other address). Needs a library built with --rpc.")
+        "--rpc", env="LLAMA_ARG_RPC", default=None, metavar="SERVERS", append=False)
+    """Remote devices: rpc-server addresses, comma-separated (host:port,...); -ngl and -ts place
+    layers on them. rpc-server has no authentication: use loopback or a private network (a warning
+    names any other address). Needs a library built with --rpc."""
     device: list[str] | None = _opt(
         "-dev", "--device", env="LLAMA_ARG_DEVICE", default=None, metavar="DEV1,DEV2,..",
-        append=False, help="Devices to offload to, comma-separated, in the order layers fill them "
-        "('none': the CPU only; --list-devices shows the names, RPC ones after --rpc). Default: "
-        "the --rpc servers' devices, then the local GPUs.")
+        append=False)
+    """Devices to offload to, comma-separated, in the order layers fill them ('none': the CPU only;
+    --list-devices shows the names, RPC ones after --rpc). Default: the --rpc servers' devices, then
+    the local GPUs."""
     main_gpu: int = _opt(
-        "-mg", "--main-gpu", env="LLAMA_ARG_MAIN_GPU", default=0, ge=0, le=1024, metavar="i",
-        help="GPU for small tensors and scratch buffers (split-mode none/row).")
+        "-mg", "--main-gpu", env="LLAMA_ARG_MAIN_GPU", default=0, ge=0, le=1024, metavar="i")
+    """GPU for small tensors and scratch buffers (split-mode none/row)."""
     no_kv_offload: bool = _opt(
         "-nkvo", "--no-kv-offload", env="LLAMA_ARG_KV_OFFLOAD", negative=("-kvo", "--kv-offload"),
-        default=False, invert_env=True, help="Keep the KV cache in host memory even when layers "
-        "are offloaded (-kvo/--kv-offload: the default, offload it).")
-    mlock: bool = _opt(
-        "--mlock", default=False, help="Lock the model in memory so it is never swapped out.")
-    no_mmap: bool = _opt(
-        "--no-mmap", default=False, help="Read the model into memory instead of memory-mapping "
-        "it.")
+        default=False, invert_env=True)
+    """Keep the KV cache in host memory even when layers are offloaded (-kvo/--kv-offload: the
+    default, offload it)."""
+    mlock: bool = _opt("--mlock", default=False)
+    """Lock the model in memory so it is never swapped out."""
+    no_mmap: bool = _opt("--no-mmap", default=False)
+    """Read the model into memory instead of memory-mapping it."""
     load_mode: LoadMode = _opt(
-        "-lm", "--load-mode", env="LLAMA_ARG_LOAD_MODE", default="auto", metavar="MODE",
-        help="How the model file is loaded: auto, none (read), mmap, mlock (read and lock), "
-        "mmap+mlock, dio (read; direct I/O itself is not used). Sets --no-mmap and --mlock.")
+        "-lm", "--load-mode", env="LLAMA_ARG_LOAD_MODE", default="auto", metavar="MODE")
+    """How the model file is loaded: auto, none (read), mmap, mlock (read and lock), mmap+mlock, dio
+    (read; direct I/O itself is not used). Sets --no-mmap and --mlock."""
     numa: Literal["distribute", "isolate", "numactl"] | None = _opt(
         "--numa", env="LLAMA_ARG_NUMA", default=None, nargs="?", const="distribute",
-        metavar="STRATEGY", help="NUMA strategy: distribute, isolate or numactl (--numa alone "
-        "means distribute).")
+        metavar="STRATEGY")
+    """NUMA strategy: distribute, isolate or numactl (--numa alone means distribute)."""
 
     @field_validator("tensor_split", mode="before")
     @classmethod

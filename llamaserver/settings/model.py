@@ -16,50 +16,46 @@ _opt = partial(option, group=MODEL)
 
 
 class ModelSettings(Group):
-    model: Path | None = _opt(
-        "-m", "--model", env="LLAMA_ARG_MODEL", default=None, metavar="FNAME", help="Path of the "
-        "GGUF model file. Default: the bundled default model (llama_ffi.default_model_path()).")
+    model: Path | None = _opt("-m", "--model", env="LLAMA_ARG_MODEL", default=None, metavar="FNAME")
+    """Path of the GGUF model file. Default: the bundled default model
+    (llama_ffi.default_model_path())."""
     model_url: str | None = _opt(
-        "-mu", "--model-url", env="LLAMA_ARG_MODEL_URL", default=None, metavar="MODEL_URL",
-        help="Download the model from this URL (kept in the cache directory) when --model is not "
-        "given.")
+        "-mu", "--model-url", env="LLAMA_ARG_MODEL_URL", default=None, metavar="MODEL_URL")
+    """Download the model from this URL (kept in the cache directory) when --model is not given."""
     hf_repo: str | None = _opt(
-        "-hf", "-hfr", "--hf-repo", env="LLAMA_ARG_HF_REPO", default=None, metavar="REPO",
-        help="Hugging Face repository (user/name) to download the model from; use with --hf-file.")
+        "-hf", "-hfr", "--hf-repo", env="LLAMA_ARG_HF_REPO", default=None, metavar="REPO")
+    """Hugging Face repository (user/name) to download the model from; use with --hf-file."""
     hf_file: str | None = _opt(
-        "-hff", "--hf-file", env="LLAMA_ARG_HF_FILE", default=None, metavar="FILE", help="File "
-        "inside --hf-repo to download.")
-    hf_token: str | None = _opt(
-        "-hft", "--hf-token", env="HF_TOKEN", default=None, metavar="TOKEN", help="Hugging Face "
-        "access token for gated repositories (never logged).")
-    offline: bool = _opt(
-        "--offline", env="LLAMA_ARG_OFFLINE", default=False, help="Never touch the network: a "
-        "model given by URL or repository must already be in the download cache.")
+        "-hff", "--hf-file", env="LLAMA_ARG_HF_FILE", default=None, metavar="FILE")
+    """File inside --hf-repo to download."""
+    hf_token: str | None = _opt("-hft", "--hf-token", env="HF_TOKEN", default=None, metavar="TOKEN")
+    """Hugging Face access token for gated repositories (never logged)."""
+    offline: bool = _opt("--offline", env="LLAMA_ARG_OFFLINE", default=False)
+    """Never touch the network: a model given by URL or repository must already be in the download
+    cache."""
     aliases: list[str] = _opt(
-        "-a", "--alias", env="LLAMA_ARG_ALIAS", default_factory=list, metavar="NAME[,NAME...]",
-        help="Names of the model in API responses, comma-separated; the first is the one reported "
-        "(default: the model file path). Python callers may also pass alias=...; settings.alias "
-        "is the first name.")
+        "-a", "--alias", env="LLAMA_ARG_ALIAS", default_factory=list, metavar="NAME[,NAME...]")
+    """Names of the model in API responses, comma-separated; the first is the one reported (default:
+    the model file path). Python callers may also pass alias=...; settings.alias is the first
+    name."""
     tags: list[str] = _opt(
-        "--tags", env="LLAMA_ARG_TAGS", default_factory=list, metavar="TAG[,TAG...]", help="Tags "
-        "of the model, comma-separated (informational).")
-    lora: list[Path] = _opt(
-        "--lora", default_factory=list, metavar="FNAME", help="LoRA adapter file to apply at "
-        "scale 1 (repeatable, or comma-separated). GET/POST /lora-adapters list them and set "
-        "their scales.")
+        "--tags", env="LLAMA_ARG_TAGS", default_factory=list, metavar="TAG[,TAG...]")
+    """Tags of the model, comma-separated (informational)."""
+    lora: list[Path] = _opt("--lora", default_factory=list, metavar="FNAME")
+    """LoRA adapter file to apply at scale 1 (repeatable, or comma-separated). GET/POST
+    /lora-adapters list them and set their scales."""
     lora_scaled: list[tuple[Path, float]] = _opt(
-        "--lora-scaled", default_factory=list, metavar="FNAME:SCALE", help="LoRA adapter with its "
-        "scale, FNAME:SCALE (repeatable, or comma-separated).")
-    lora_init_without_apply: bool = _opt(
-        "--lora-init-without-apply", default=False, help="Load the LoRA adapters at scale 0; "
-        "apply them later through POST /lora-adapters or a request's `lora` field.")
-    lora_base: Path | None = _opt(
-        "--lora-base", default=None, metavar="FNAME", help="Accepted for compatibility and "
-        "ignored: libllama applies an adapter to the loaded model.")
+        "--lora-scaled", default_factory=list, metavar="FNAME:SCALE")
+    """LoRA adapter with its scale, FNAME:SCALE (repeatable, or comma-separated)."""
+    lora_init_without_apply: bool = _opt("--lora-init-without-apply", default=False)
+    """Load the LoRA adapters at scale 0; apply them later through POST /lora-adapters or a
+    request's `lora` field."""
+    lora_base: Path | None = _opt("--lora-base", default=None, metavar="FNAME")
+    """Accepted for compatibility and ignored: libllama applies an adapter to the loaded model."""
     system_prompt_file: Path | None = _opt(
-        "-spf", "--system-prompt-file", default=None, metavar="FNAME", help="JSON file "
-        "{\"prompt\", \"anti_prompt\", \"assistant_name\"} (or a plain text file) with the system "
-        "prompt shared by all slots.")
+        "-spf", "--system-prompt-file", default=None, metavar="FNAME")
+    """JSON file {"prompt", "anti_prompt", "assistant_name"} (or a plain text file) with the system
+    prompt shared by all slots."""
 
     @model_validator(mode="before")
     @classmethod

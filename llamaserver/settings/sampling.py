@@ -47,101 +47,81 @@ _opt = partial(option, group=SAMPLING, metavar="N")
 
 
 class SamplingSettings(Group):
-    seed: int = _opt(
-        "-s", "--seed", default=-1, ge=-1, le=2**32 - 1, metavar="SEED", help="Default RNG seed "
-        "of requests that give none (-1 = random).")
-    temperature: Finite = _opt(
-        "--temp", "--temperature", env="LLAMA_ARG_TEMPERATURE", default=0.8, help="Temperature "
-        "(<= 0: greedy).")
-    dynatemp_range: Finite = _opt(
-        "--dynatemp-range", default=0.0, ge=0.0, help="Dynamic temperature range: temperature +/- "
-        "this (0 = off).")
-    dynatemp_exponent: Finite = _opt(
-        "--dynatemp-exp", default=1.0, help="Dynamic temperature exponent.")
-    top_k: int = _opt(
-        "--top-k", env="LLAMA_ARG_TOP_K", default=40, ge=-_INT32, le=_INT32, help="Keep the K "
-        "most likely tokens (<= 0 = off).")
-    top_p: Finite = _opt(
-        "--top-p", env="LLAMA_ARG_TOP_P", default=0.95, ge=0.0, le=1.0, help="Nucleus sampling: "
-        "the smallest set of tokens holding this probability (1.0 = off).")
-    min_p: Finite = _opt(
-        "--min-p", env="LLAMA_ARG_MIN_P", default=0.05, ge=0.0, le=1.0, help="Drop tokens less "
-        "likely than this fraction of the most likely one (0 = off).")
-    typical_p: Finite = _opt(
-        "--typical", "--typical-p", default=1.0, ge=0.0, help="Locally typical sampling, "
-        "parameter p (1.0 = off).")
-    top_n_sigma: Finite = _opt(
-        "--top-nsigma", "--top-n-sigma", default=-1.0, help="Keep tokens within N standard "
-        "deviations of the top logit (< 0 = off).")
-    xtc_probability: Finite = _opt(
-        "--xtc-probability", default=0.0, ge=0.0, le=1.0, help="XTC: chance of removing the top "
-        "choices (0 = off).")
-    xtc_threshold: Finite = _opt(
-        "--xtc-threshold", default=0.1, ge=0.0, le=1.0, help="XTC: probability a choice needs to "
-        "be removable (> 0.5 = off).")
-    repeat_last_n: int = _opt(
-        "--repeat-last-n", default=64, ge=-1, le=_INT32, help="Tokens looked back at by the "
-        "repetition penalties (0 = off, -1 = the context size).")
+    seed: int = _opt("-s", "--seed", default=-1, ge=-1, le=2**32 - 1, metavar="SEED")
+    """Default RNG seed of requests that give none (-1 = random)."""
+    temperature: Finite = _opt("--temp", "--temperature", env="LLAMA_ARG_TEMPERATURE", default=0.8)
+    """Temperature (<= 0: greedy)."""
+    dynatemp_range: Finite = _opt("--dynatemp-range", default=0.0, ge=0.0)
+    """Dynamic temperature range: temperature +/- this (0 = off)."""
+    dynatemp_exponent: Finite = _opt("--dynatemp-exp", default=1.0)
+    """Dynamic temperature exponent."""
+    top_k: int = _opt("--top-k", env="LLAMA_ARG_TOP_K", default=40, ge=-_INT32, le=_INT32)
+    """Keep the K most likely tokens (<= 0 = off)."""
+    top_p: Finite = _opt("--top-p", env="LLAMA_ARG_TOP_P", default=0.95, ge=0.0, le=1.0)
+    """Nucleus sampling: the smallest set of tokens holding this probability (1.0 = off)."""
+    min_p: Finite = _opt("--min-p", env="LLAMA_ARG_MIN_P", default=0.05, ge=0.0, le=1.0)
+    """Drop tokens less likely than this fraction of the most likely one (0 = off)."""
+    typical_p: Finite = _opt("--typical", "--typical-p", default=1.0, ge=0.0)
+    """Locally typical sampling, parameter p (1.0 = off)."""
+    top_n_sigma: Finite = _opt("--top-nsigma", "--top-n-sigma", default=-1.0)
+    """Keep tokens within N standard deviations of the top logit (< 0 = off)."""
+    xtc_probability: Finite = _opt("--xtc-probability", default=0.0, ge=0.0, le=1.0)
+    """XTC: chance of removing the top choices (0 = off)."""
+    xtc_threshold: Finite = _opt("--xtc-threshold", default=0.1, ge=0.0, le=1.0)
+    """XTC: probability a choice needs to be removable (> 0.5 = off)."""
+    repeat_last_n: int = _opt("--repeat-last-n", default=64, ge=-1, le=_INT32)
+    """Tokens looked back at by the repetition penalties (0 = off, -1 = the context size)."""
     repeat_penalty: Finite = _opt(
-        "--repeat-penalty", env="LLAMA_ARG_REPEAT_PENALTY", default=1.0, gt=0.0, help="Penalty of "
-        "a repeated token (1.0 = off).")
+        "--repeat-penalty", env="LLAMA_ARG_REPEAT_PENALTY", default=1.0, gt=0.0)
+    """Penalty of a repeated token (1.0 = off)."""
     presence_penalty: Finite = _opt(
-        "--presence-penalty", env="LLAMA_ARG_PRESENCE_PENALTY", default=0.0, help="Penalty of a "
-        "token that appeared at all (0 = off).")
+        "--presence-penalty", env="LLAMA_ARG_PRESENCE_PENALTY", default=0.0)
+    """Penalty of a token that appeared at all (0 = off)."""
     frequency_penalty: Finite = _opt(
-        "--frequency-penalty", env="LLAMA_ARG_FREQUENCY_PENALTY", default=0.0, help="Penalty per "
-        "earlier occurrence of a token (0 = off).")
-    dry_multiplier: Finite = _opt(
-        "--dry-multiplier", default=0.0, ge=0.0, help="DRY (don't repeat yourself) multiplier (0 "
-        "= off).")
-    dry_base: Finite = _opt(
-        "--dry-base", default=1.75, ge=0.0, help="DRY base of the exponential penalty.")
-    dry_allowed_length: int = _opt(
-        "--dry-allowed-length", default=2, ge=0, le=_INT32, help="DRY: repeated sequences up to "
-        "this length go unpenalised.")
-    dry_penalty_last_n: int = _opt(
-        "--dry-penalty-last-n", default=-1, ge=-1, le=_INT32, help="DRY: tokens looked back at (0 "
-        "= off, -1 = the context size).")
+        "--frequency-penalty", env="LLAMA_ARG_FREQUENCY_PENALTY", default=0.0)
+    """Penalty per earlier occurrence of a token (0 = off)."""
+    dry_multiplier: Finite = _opt("--dry-multiplier", default=0.0, ge=0.0)
+    """DRY (don't repeat yourself) multiplier (0 = off)."""
+    dry_base: Finite = _opt("--dry-base", default=1.75, ge=0.0)
+    """DRY base of the exponential penalty."""
+    dry_allowed_length: int = _opt("--dry-allowed-length", default=2, ge=0, le=_INT32)
+    """DRY: repeated sequences up to this length go unpenalised."""
+    dry_penalty_last_n: int = _opt("--dry-penalty-last-n", default=-1, ge=-1, le=_INT32)
+    """DRY: tokens looked back at (0 = off, -1 = the context size)."""
     dry_sequence_breakers: list[str] | None = _opt(
-        "--dry-sequence-breaker", default=None, metavar="STRING", help="DRY sequence breaker "
-        "(repeatable); the first one given replaces the defaults (\\n : \" *), 'none' means no "
-        "breakers.")
-    mirostat: int = _opt(
-        "--mirostat", default=0, ge=0, le=2, help="Mirostat sampling: 0 off, 1 Mirostat, 2 "
-        "Mirostat 2.0 (top-k, top-p and typical-p are then skipped).")
-    mirostat_eta: Finite = _opt(
-        "--mirostat-lr", default=0.1, ge=0.0, help="Mirostat learning rate (eta).")
-    mirostat_tau: Finite = _opt(
-        "--mirostat-ent", default=5.0, ge=0.0, help="Mirostat target entropy (tau).")
-    min_keep: int = _opt(
-        "--min-keep", default=0, ge=0, le=_INT32, help="Fewest tokens every filtering sampler "
-        "must keep.")
-    ignore_eos: bool = _opt(
-        "--ignore-eos", default=False, help="Keep generating past the end-of-text token.")
+        "--dry-sequence-breaker", default=None, metavar="STRING")
+    """DRY sequence breaker (repeatable); the first one given replaces the defaults (\\n : " *),
+    'none' means no breakers."""
+    mirostat: int = _opt("--mirostat", default=0, ge=0, le=2)
+    """Mirostat sampling: 0 off, 1 Mirostat, 2 Mirostat 2.0 (top-k, top-p and typical-p are then
+    skipped)."""
+    mirostat_eta: Finite = _opt("--mirostat-lr", default=0.1, ge=0.0)
+    """Mirostat learning rate (eta)."""
+    mirostat_tau: Finite = _opt("--mirostat-ent", default=5.0, ge=0.0)
+    """Mirostat target entropy (tau)."""
+    min_keep: int = _opt("--min-keep", default=0, ge=0, le=_INT32)
+    """Fewest tokens every filtering sampler must keep."""
+    ignore_eos: bool = _opt("--ignore-eos", default=False)
+    """Keep generating past the end-of-text token."""
     logit_bias: dict[int, float] = _opt(
-        "-l", "--logit-bias", default_factory=dict, metavar="TOKEN_ID(+/-)BIAS", append=True,
-        help="Bias of one token, TOKEN_ID+BIAS or TOKEN_ID-BIAS (e.g. 15043+1, 15043-inf); "
-        "repeatable or comma-separated.")
-    samplers: list[str] | None = _opt(
-        "--samplers", default=None, metavar="SAMPLERS", append=False, help="Order of the "
-        "samplers, separated by ';' (or ','), e.g. "
-        "penalties;dry;top_k;typ_p;top_p;min_p;xtc;temperature.")
+        "-l", "--logit-bias", default_factory=dict, metavar="TOKEN_ID(+/-)BIAS", append=True)
+    """Bias of one token, TOKEN_ID+BIAS or TOKEN_ID-BIAS (e.g. 15043+1, 15043-inf); repeatable or
+    comma-separated."""
+    samplers: list[str] | None = _opt("--samplers", default=None, metavar="SAMPLERS", append=False)
+    """Order of the samplers, separated by ';' (or ','), e.g.
+    penalties;dry;top_k;typ_p;top_p;min_p;xtc;temperature."""
     sampling_seq: str | None = _opt(
-        "--sampler-seq", "--sampling-seq", default=None, metavar="SEQUENCE", help="Order of the "
-        "samplers in one-letter codes: d dry, k top-k, y typical, p top-p, s top-n-sigma, m "
-        "min-p, x xtc, t temperature, e penalties, i infill (e.g. edkypmxt).")
-    grammar: str | None = _opt(
-        "--grammar", default=None, metavar="GRAMMAR", help="GBNF grammar every answer must "
-        "follow.")
-    grammar_file: Path | None = _opt(
-        "--grammar-file", default=None, metavar="FNAME", help="Read the GBNF grammar from this "
-        "file.")
-    json_schema: JsonObject | None = _opt(
-        "-j", "--json-schema", default=None, metavar="SCHEMA", help="JSON schema every answer "
-        "must follow (turned into a grammar), e.g. '{\"type\": \"object\"}'.")
-    json_schema_file: Path | None = _opt(
-        "-jf", "--json-schema-file", default=None, metavar="FNAME", help="Read the JSON schema "
-        "from this file.")
+        "--sampler-seq", "--sampling-seq", default=None, metavar="SEQUENCE")
+    """Order of the samplers in one-letter codes: d dry, k top-k, y typical, p top-p, s top-n-sigma,
+    m min-p, x xtc, t temperature, e penalties, i infill (e.g. edkypmxt)."""
+    grammar: str | None = _opt("--grammar", default=None, metavar="GRAMMAR")
+    """GBNF grammar every answer must follow."""
+    grammar_file: Path | None = _opt("--grammar-file", default=None, metavar="FNAME")
+    """Read the GBNF grammar from this file."""
+    json_schema: JsonObject | None = _opt("-j", "--json-schema", default=None, metavar="SCHEMA")
+    """JSON schema every answer must follow (turned into a grammar), e.g. '{"type": "object"}'."""
+    json_schema_file: Path | None = _opt("-jf", "--json-schema-file", default=None, metavar="FNAME")
+    """Read the JSON schema from this file."""
 
     # ---- parsing of the command-line spellings ------------------------------------------
     @field_validator("dry_sequence_breakers", mode="before")
