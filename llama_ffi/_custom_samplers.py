@@ -121,14 +121,18 @@ class LogitGuard:
         self.logit = 0.0
 
 
-class LogitSnapshot(PythonSampler):
-    """Remembers where ``guard.token`` is in the candidates and its logit."""
-
-    name = b"logit-snapshot"
+class _GuardStage(PythonSampler):
+    """A stage that shares one ``LogitGuard`` with its partner stage."""
 
     def __init__(self, errors: list[BaseException], guard: LogitGuard) -> None:
         super().__init__(errors)
         self.guard = guard
+
+
+class LogitSnapshot(_GuardStage):
+    """Remembers where ``guard.token`` is in the candidates and its logit."""
+
+    name = b"logit-snapshot"
 
     def apply(self, cur_p: Any) -> None:
         guard = self.guard
@@ -145,14 +149,10 @@ class LogitSnapshot(PythonSampler):
             guard.logit = data[index].logit
 
 
-class LogitRestore(PythonSampler):
+class LogitRestore(_GuardStage):
     """Puts back the logit ``LogitSnapshot`` saved (stages in between only change logits in place)."""
 
     name = b"logit-restore"
-
-    def __init__(self, errors: list[BaseException], guard: LogitGuard) -> None:
-        super().__init__(errors)
-        self.guard = guard
 
     def apply(self, cur_p: Any) -> None:
         guard = self.guard

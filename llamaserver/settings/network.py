@@ -49,7 +49,7 @@ class NetworkSettings(Group):
     ssl_cert_file: ExistingFile = _opt(
         "--ssl-cert-file", env="LLAMA_ARG_SSL_CERT_FILE", default=None, metavar="FNAME")
     """PEM-encoded certificate for HTTPS."""
-    cors_origins: list[str] = _opt(
+    cors_origins: NameList = _opt(
         "--cors-origins", env="LLAMA_ARG_CORS_ORIGINS", default_factory=lambda: ["*"],
         metavar="ORIGINS", append=False)
     """Origins allowed to call the API from a browser, comma-separated (scheme://host[:port]); *
@@ -98,17 +98,11 @@ class NetworkSettings(Group):
         # [::1] as in a URL is the address ::1
         return ",".join(h[1:-1] if h.startswith("[") and h.endswith("]") else h for h in hosts)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins")
     @classmethod
-    def _origin_list(cls, value: Any) -> Any:
-        origins = split_list(value)
-        if not isinstance(origins, list):
-            return origins
+    def _origins(cls, origins: list[str]) -> list[str]:
         out = []
         for origin in origins:
-            if not isinstance(origin, str):
-                out.append(origin)
-                continue
             normal = origin.rstrip("/").lower()
             scheme, sep, rest = normal.partition("://")
             if normal not in ("*", "localhost") and (not sep or not scheme or not rest

@@ -129,12 +129,10 @@ class SamplingSettings(Group):
     def _breakers(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, (list, tuple)):
-            return value
-        breakers: list[Any] = []
-        for item in value:  # as upstream: "none" drops the breakers given so far
-            breakers = [] if item == "none" else [*breakers, item]
-        return breakers
+        if isinstance(value, (list, tuple)) and "none" in value:
+            last_none = len(value) - 1 - list(value)[::-1].index("none")
+            return list(value[last_none + 1:])  # as upstream: "none" drops the breakers before it
+        return value
 
     @field_validator("logit_bias", mode="before")
     @classmethod
