@@ -59,7 +59,7 @@ class PrefixCache:
         self.host_bytes = 0
         # sequences given another stream's cells by seq_cp: libllama moves the buffer at the
         # next decode, so until then their cells must not be read (state_seq_get)
-        self._unsettled: set[int] = set()
+        self.unsettled: set[int] = set()
         self.hits = 0                    # prompts that took a prefix from elsewhere
         self.tokens_reused = 0           # ... and how many tokens that saved
 
@@ -116,14 +116,14 @@ class PrefixCache:
                 ctx.seq_rm(target.seq, n, -1)
             tokens = entry.tokens[:n]
         elif (ctx.kv_unified or 2 * len(source.tokens) >= ctx.n_ctx_seq
-              or source.seq in self._unsettled):
+              or source.seq in self.unsettled):
             # Within one KV stream this only tags cells.  Across streams libllama copies the
             # whole stream buffer (at the next decode), whatever the sequence holds: worth it
             # when the sequence fills half of it or more.  Either way: all, then trim.
             ctx.seq_cp(source.seq, target.seq, -1, -1)
             ctx.seq_rm(target.seq, n, -1)
             if not ctx.kv_unified:
-                self._unsettled.add(target.seq)
+                self.unsettled.add(target.seq)
             tokens = tuple(source.tokens[:n])
         else:  # a few cells of a large stream: copy just them, through host memory
             ctx.state_seq_set(target.seq, ctx.state_seq_get(source.seq))
@@ -137,7 +137,7 @@ class PrefixCache:
 
     def settled(self) -> None:
         """The context decoded: every pending stream copy has been made."""
-        self._unsettled.clear()
+        self.unsettled.clear()
 
     # ------------------------------------------------------------------ host memory
 
@@ -146,7 +146,7 @@ class PrefixCache:
         are few, held elsewhere already, or over the memory bound."""
         n = cache.n_valid
         if (self._ram == 0 or n < MIN_SAVE or cache.pos != len(cache.tokens)
-                or cache.seq in self._unsettled):
+                or cache.seq in self.unsettled):
             return
         tree = self._tree(cache.lora)
         held, owners = tree.longest(cache.tokens[:n])

@@ -23,7 +23,7 @@ __all__ = ["fill_batch"]
 def fill_batch(w: Worker) -> tuple[int, int]:
     """Fill ``w.batch``; returns (generation tokens, prompt tokens) in it."""
     lora = w.lora
-    if not lora:
+    if not lora.adapters:
         return _fill_with(w, ())
     tried: set[tuple[float, ...]] = set()
     while True:
@@ -48,7 +48,7 @@ def _fill_with(w: Worker, lora: tuple[float, ...]) -> tuple[int, int]:
     n_generating = sum(1 for slot in w.active if slot.state == GENERATING and slot.lora == lora)
     prompts_allowed = config.cont_batching or n_generating == 0
     budget = config.n_batch - n_generating
-    prompt_budget = w.pace.prompt_budget()  # a step of about 0.1 s (._pace)
+    prompt_budget = -1  # asked of the pace at the first prompt: a step of about 0.1 s
     if w.draft_model is not None and n_generating:
         _run_draft_model(w, lora, budget)
     n_gen = n_prompt = 0
@@ -75,8 +75,12 @@ def _fill_with(w: Worker, lora: tuple[float, ...]) -> tuple[int, int]:
                 slot.draft = draft
                 n_gen += len(draft)
                 budget -= len(draft)
-        elif slot.state == PROMPT and prompts_allowed and min(budget, prompt_budget) > 0:
+        elif slot.state == PROMPT and prompts_allowed:
+            if prompt_budget < 0:
+                prompt_budget = w.pace.prompt_budget()
             room = min(budget, prompt_budget)
+            if room <= 0:
+                continue
             if self_extend:
                 # keep raw positions within one group window of the compressed ones
                 slot.cache.compress(ga_n, ga_w)

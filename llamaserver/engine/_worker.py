@@ -295,8 +295,9 @@ class Worker:
         t1 = _perf()
         try:
             self.ctx.decode(self.batch)
-            if self.prefix is not None:
-                self.prefix.settled()
+            prefix = self.prefix
+            if prefix is not None and prefix.unsettled:
+                prefix.settled()
         except Exception as exc:  # a failed decode fails the requests in it, not the server
             _log.error("decode failed: %s", exc)
             self.fail_batch(EngineError(f"decode failed: {exc}"))
@@ -305,7 +306,8 @@ class Worker:
         t2 = _perf()
 
         m = self.metrics
-        self.pace.on_decode(n_gen + n_prompt, n_prompt, t2 - t1)
+        if n_prompt:
+            self.pace.on_decode(n_gen + n_prompt, n_prompt, t2 - t1)
         self._sample_s = 0.0
         m.n_decode_total += 1
         m.n_busy_slots_total += len(self.active)
