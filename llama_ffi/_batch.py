@@ -104,7 +104,12 @@ class Batch:
         """Append a token at position ``pos`` of ``seq_ids``; return its index in the batch."""
         if self.embd:
             raise LlamaError("this batch holds embeddings; use add_embedding")
-        i = self._slot(seq_ids)
+        i = self._n
+        if type(seq_ids) is int and i < self.capacity:  # one token of one sequence: the common case
+            self._n_seq_id[i] = 1
+            self._seq_id[i][0] = seq_ids
+        else:
+            i = self._slot(seq_ids)
         self._token[i] = token
         return self._place(i, pos, logits)
 
@@ -213,7 +218,7 @@ class Batch:
 
     @property
     def closed(self) -> bool:
-        return not self._finalizer.alive
+        return self.capacity == 0  # close() empties it; an open batch holds at least one token
 
     def close(self) -> None:
         self.clear()

@@ -182,7 +182,10 @@ class Context(OwnedHandle):
         """The ``n_vocab`` logits of batch index ``i`` (a ``float*`` view valid until the next decode)."""
         ptr = self._require()
         self._check_output(i)
-        return check_pointer(lib.llama_get_logits_ith(ptr, i), ContextError, f"no logits for batch index {i}")
+        logits = lib.llama_get_logits_ith(ptr, i)
+        if not logits:  # checked here, not by check_pointer: this runs for every sampled token
+            raise ContextError(f"no logits for batch index {i}")
+        return logits
 
     def logits_list(self, i: int) -> list[float]:
         return ffi.unpack(self.logits_ith(i), self.n_vocab)

@@ -13,17 +13,15 @@ __all__ = ["StopMatcher"]
 
 
 class StopMatcher:
-    __slots__ = ("_words", "_pending")
+    __slots__ = ("_words", "_pending", "active")
 
     def __init__(self, words: list[str]) -> None:
         # Longest first so that, of two stop strings matching at the same place, the longer
         # one is reported (either way the content is cut at the same point).
         self._words = sorted({w for w in words if w}, key=len, reverse=True)
         self._pending = ""
-
-    @property
-    def active(self) -> bool:
-        return bool(self._words)
+        # read for every generated token: an attribute, not a property
+        self.active: bool = bool(self._words)
 
     @property
     def pending(self) -> str:

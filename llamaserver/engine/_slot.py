@@ -84,7 +84,7 @@ class Slot:
     @property
     def at_context_limit(self) -> bool:
         """No room for another token, and none can be made."""
-        return len(self.cache) + 1 >= self.n_ctx and not self.can_shift
+        return len(self.cache.tokens) + 1 >= self.n_ctx and not self.can_shift
 
     def feed_prompt(self, batch: Batch, budget: int) -> int:
         """Add up to ``budget`` prompt tokens to ``batch``, up to the next media piece (decoded

@@ -45,7 +45,7 @@ def _fill_with(w: Worker, lora: tuple[float, ...]) -> tuple[int, int]:
     n_ctx = config.n_ctx_slot
     self_extend = w.self_extend
     ga_n, ga_w = config.ga_n, config.ga_w
-    n_generating = sum(1 for slot in w.active if slot.state == GENERATING and slot.lora == lora)
+    n_generating = len([slot for slot in w.active if slot.state == GENERATING and slot.lora == lora])
     prompts_allowed = config.cont_batching or n_generating == 0
     budget = config.n_batch - n_generating
     prompt_budget = -1  # asked of the pace at the first prompt: a step of about 0.1 s
@@ -57,7 +57,7 @@ def _fill_with(w: Worker, lora: tuple[float, ...]) -> tuple[int, int]:
             continue
         if slot.state == GENERATING:
             cache = slot.cache
-            if len(cache) + 1 >= n_ctx and not slot.shift_context():
+            if len(cache.tokens) + 1 >= n_ctx and not slot.shift_context():
                 assert slot.gen is not None
                 slot.gen.hit_context_limit()
                 w.finish(slot)

@@ -170,13 +170,17 @@ class Worker:
         admission = self.admission
         try:
             while True:
-                with cond:
-                    while not (self._stopping or self._inbox or self._commands or self.active
-                               or admission.waiting):
-                        cond.wait()
-                    if self._stopping:
-                        break
-                    if self._inbox:
+                # busy: the lock only to move requests in (the wait re-checks under it)
+                if not (self._stopping or self._inbox or self._commands or self.active
+                        or admission.waiting):
+                    with cond:
+                        while not (self._stopping or self._inbox or self._commands
+                                   or self.active or admission.waiting):
+                            cond.wait()
+                if self._stopping:
+                    break
+                if self._inbox:
+                    with cond:
                         admission.waiting.extend(self._inbox)
                         self._inbox.clear()
                 try:
@@ -295,9 +299,8 @@ class Worker:
         t1 = _perf()
         try:
             self.ctx.decode(self.batch)
-            prefix = self.prefix
-            if prefix is not None and prefix.unsettled:
-                prefix.settled()
+            if self.prefix is not None and self.prefix.unsettled:
+                self.prefix.settled()
         except Exception as exc:  # a failed decode fails the requests in it, not the server
             _log.error("decode failed: %s", exc)
             self.fail_batch(EngineError(f"decode failed: {exc}"))
