@@ -112,6 +112,13 @@ def json_object(value: Any) -> Any:
             raise ValueError(f"not valid JSON ({exc})") from None
         if not isinstance(value, dict):
             raise ValueError("must be a JSON object")
+    if isinstance(value, dict):
+        try:  # a lone surrogate (\ud800 in the JSON) would reach prompts and grammars
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("contains a lone surrogate (text must be valid Unicode)") from None
+        except (TypeError, ValueError):
+            pass  # not JSON-shaped: the field's type says what is wrong
     return value
 
 

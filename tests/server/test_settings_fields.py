@@ -150,6 +150,12 @@ def test_chat_and_reasoning_fields() -> None:
                 {"reasoning_format": "think"}, {"reasoning_budget": -2}):
         with pytest.raises(ValidationError):
             ServerSettings(**bad)
+    # a lone surrogate, escaped in the JSON text or in a Python value, never reaches a prompt
+    for bad in ({"chat_template_kwargs": '{"a": "\\ud800"}'},
+                {"chat_template_kwargs": {"a": "\udc00"}},
+                {"json_schema": '{"type": "string", "pattern": "\\udfff"}'}):
+        with pytest.raises(ValidationError, match="lone surrogate"):
+            ServerSettings(**bad)
 
 
 def test_hosts_ports_and_cors_origins() -> None:
