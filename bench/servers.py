@@ -28,6 +28,7 @@ class ServerSpec:
     argv: list[str]              # without host/port, which are added per run
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     protocol: str = "llama"      # how load.py talks to it: "llama" (/completion) or "openai"
+    cwd: str | None = None       # where it starts (a Python server imports from there first)
 
 
 def common_flags(model: str, ctx: int, parallel: int, threads: int) -> list[str]:
@@ -112,7 +113,8 @@ class Running:
         self.log = open(REPO / "bench" / f".{spec.name}.log", "w")
         started = time.perf_counter()
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **spec.env}, start_new_session=True)
+                                     env={**os.environ, **spec.env}, cwd=spec.cwd,
+                                     start_new_session=True)
         self.startup_s = self._wait_healthy(started, timeout)
 
     def _wait_healthy(self, started: float, timeout: float) -> float:

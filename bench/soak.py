@@ -64,8 +64,8 @@ class Report:
     garbled: list[str] = field(default_factory=list)
     near_ties: int = 0     # greedy answers that parted from their answer alone at a near-tie
     cut_to_idle_ms: dict[str, list[float]] = field(default_factory=dict)  # by where
-    samples: list[dict[str, float]] = field(default_factory=list)   # t, rss_mb, fds, threads
-    baseline: dict[str, float] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)   # t, process_sample()
+    baseline: dict[str, Any] = field(default_factory=dict)
     end: dict[str, Any] = field(default_factory=dict)
     exit_status: int | None = None
     traceback_in_log: bool = False
@@ -105,27 +105,25 @@ def percentile(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(q * len(values)))] if values else None
 
 
-def process_sample(pid: int) -> dict[str, float]:
+def process_sample(pid: int) -> dict[str, Any]:
+    """Resident memory, threads, and descriptors: their count and how many of each kind
+    (socket, pipe, anon_inode:..., or a file's path)."""
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
-            "threads": int(fields["Threads"]), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
-
-
-def open_fds(pid: int) -> dict[str, int]:
-    """The process's descriptors by kind (socket, pipe, anon_inode:..., or a file's path)."""
+    fds = os.listdir(f"/proc/{pid}/fd")
     kinds: dict[str, int] = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    for fd in fds:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
-            continue
+            target = "closed meanwhile"
         kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else target
         kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds
+    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "threads": int(fields["Threads"]),
+            "fds": len(fds), "fd_kinds": kinds}
 
 
-async def settled_sample(pid: int, baseline: dict[str, float], wait: float) -> dict[str, Any]:
+async def settled_sample(pid: int, baseline: dict[str, Any], wait: float) -> dict[str, Any]:
     """The process once its descriptors and threads are back to ``baseline``, or after ``wait``
     seconds (the fewest seen): a connection a client closed a moment ago may still be open on
     the server's side until its event loop reads the EOF."""
@@ -137,7 +135,7 @@ async def settled_sample(pid: int, baseline: dict[str, float], wait: float) -> d
         now = process_sample(pid)
         if (now["fds"], now["threads"]) < (best["fds"], best["threads"]):
             best = now
-    return {**best, "fd_kinds": open_fds(pid)}
+    return best
 
 
 class Server:
@@ -329,8 +327,7 @@ class Soak:
             await self.clients(time.monotonic() + min(c.warmup, c.duration))
             await asyncio.sleep(1.0)
             report.baseline = {"t": round(time.monotonic() - t_start, 1),
-                               **process_sample(self.server.proc.pid),
-                               "fd_kinds": open_fds(self.server.proc.pid)}
+                               **process_sample(self.server.proc.pid)}
             await self.clients(load_end)
             settle = time.monotonic() + 10
             while self.pending_cuts and time.monotonic() < settle:

@@ -74,7 +74,7 @@ class Batch:
     def _slot(self, seq_ids: int | Sequence[int]) -> int:
         i = self._n
         if i >= self.capacity:
-            if not self._finalizer.alive:
+            if self.closed:
                 raise LlamaError("the batch is closed")
             raise LlamaError(f"batch is full ({self.capacity} tokens)")
         if isinstance(seq_ids, int):
@@ -105,7 +105,7 @@ class Batch:
         if self.embd:
             raise LlamaError("this batch holds embeddings; use add_embedding")
         i = self._n
-        if type(seq_ids) is int and i < self.capacity:  # one token of one sequence: the common case
+        if type(seq_ids) is int and i < self.capacity:  # _slot's one-sequence case, inline: per token
             self._n_seq_id[i] = 1
             self._seq_id[i][0] = seq_ids
         else:
@@ -129,7 +129,7 @@ class Batch:
             raise ValueError("add_tokens needs at least one token")
         i = self._n
         if i + n > self.capacity:
-            if not self._finalizer.alive:
+            if self.closed:
                 raise LlamaError("the batch is closed")
             raise LlamaError(f"batch is full ({self.capacity} tokens; {i} used, {n} more asked)")
         end = i + n
@@ -185,7 +185,7 @@ class Batch:
         n = n_floats // self.embd
         i = self._n
         if i + n > self.capacity:
-            if not self._finalizer.alive:
+            if self.closed:
                 raise LlamaError("the batch is closed")
             raise LlamaError(f"batch is full ({self.capacity} rows; {i} used, {n} more asked)")
         if self.n_pos > 1:

@@ -7,9 +7,9 @@ declarations that come from that header itself are kept, and the few ggml/gguf t
 mention are pulled in (enums by name only, structs as ``{ ...; }`` or opaque).  The headers
 are taken in order, so ``llama.h`` reuses what ``ggml-backend.h`` already declared.
 ``ggml-rpc.h`` is bound as function-pointer types only (``ggml_backend_rpc_add_server_t`` for
-``ggml_backend_rpc_add_server``): its library exists only in builds made with ``--rpc``, so
-the functions are looked up at run time through ggml's backend registry (as upstream's tools
-do) and the binding loads without them.  Enumerator values, ``LLAMA_*`` integer constants and
+``ggml_backend_rpc_add_server``): the functions are looked up at run time through ggml's
+backend registry (as upstream's tools do), so the binding also loads a library built without
+the RPC backend.  Enumerator values, ``LLAMA_*`` integer constants and
 struct layouts are left to the C compiler (``...``), so a header change shows up as a compile
 error instead of a silently wrong binding.
 

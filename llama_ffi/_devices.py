@@ -113,7 +113,8 @@ def find_devices(names: Iterable[str]) -> list[Device]:
 
 
 def rpc_supported() -> bool:
-    """Whether this libllama was built with ggml's RPC backend (``build_native.py --rpc``)."""
+    """Whether this libllama has ggml's RPC backend (every ``build_native.py`` build has it;
+    an older staged library may not)."""
     ensure_backend()
     return bool(lib.llama_supports_rpc())
 

@@ -73,8 +73,8 @@ class _Backend:
         self.log_route: Any = None
         self.numa: str | None = None
         # ggml's abort hook is one per process: the threads that asked to survive an abort,
-        # by thread id (see _native_abort.py).
-        self.abort_handlers: dict[int, Any] = {}
+        # by thread id: (handler, whether its engine uses remote devices) (see _native_abort.py).
+        self.abort_handlers: dict[int, tuple[Any, bool]] = {}
         self.abort_route_installed = False
         self.abandoned: list[Any] = []   # objects libllama stopped inside (abandon_native)
 

@@ -72,11 +72,12 @@ def llama_ffi_on_ggml_abort(error_message) -> None:  # type: ignore[no-untyped-d
     handlers = backend_state().abort_handlers
     own = handlers.get(threading.get_ident())
     told = [own[0]] if own is not None else [h for h, remote in handlers.values() if remote]
-    if not handlers:
-        # what ggml prints without a callback; it aborts the process when this returns
+    if not told:
+        # what ggml prints without a callback; nobody else will hear of it
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
-        return
+    if not handlers:
+        return  # ggml aborts the process when this returns
     for handler in told:
         try:
             handler(NativeAbort(message))

@@ -84,6 +84,7 @@ class Slot:
     @property
     def at_context_limit(self) -> bool:
         """No room for another token, and none can be made."""
+        # the token list's length, not len(cache): this runs for every generated token
         return len(self.cache.tokens) + 1 >= self.n_ctx and not self.can_shift
 
     def feed_prompt(self, batch: Batch, budget: int) -> int:

@@ -23,7 +23,7 @@ __all__ = ["fill_batch"]
 def fill_batch(w: Worker) -> tuple[int, int]:
     """Fill ``w.batch``; returns (generation tokens, prompt tokens) in it."""
     lora = w.lora
-    if not lora.adapters:
+    if not lora:
         return _fill_with(w, ())
     tried: set[tuple[float, ...]] = set()
     while True:
@@ -45,7 +45,8 @@ def _fill_with(w: Worker, lora: tuple[float, ...]) -> tuple[int, int]:
     n_ctx = config.n_ctx_slot
     self_extend = w.self_extend
     ga_n, ga_w = config.ga_n, config.ga_w
-    n_generating = len([slot for slot in w.active if slot.state == GENERATING and slot.lora == lora])
+    n_generating = len([slot for slot in w.active
+                        if slot.state == GENERATING and slot.lora == lora])
     prompts_allowed = config.cont_batching or n_generating == 0
     budget = config.n_batch - n_generating
     prompt_budget = -1  # asked of the pace at the first prompt: a step of about 0.1 s
@@ -57,7 +58,7 @@ def _fill_with(w: Worker, lora: tuple[float, ...]) -> tuple[int, int]:
             continue
         if slot.state == GENERATING:
             cache = slot.cache
-            if len(cache.tokens) + 1 >= n_ctx and not slot.shift_context():
+            if len(cache.tokens) + 1 >= n_ctx and not slot.shift_context():  # per token: no __len__
                 assert slot.gen is not None
                 slot.gen.hit_context_limit()
                 w.finish(slot)

@@ -309,8 +309,7 @@ class Worker:
         t2 = _perf()
 
         m = self.metrics
-        if n_prompt:
-            self.pace.on_decode(n_gen + n_prompt, n_prompt, t2 - t1)
+        self.pace.on_decode(n_gen + n_prompt, n_prompt, t2 - t1)
         self._sample_s = 0.0
         m.n_decode_total += 1
         m.n_busy_slots_total += len(self.active)

@@ -12,8 +12,7 @@ from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, Co
 
 __all__ = ["AutoSwitch", "CacheType", "Directory", "ExistingFile", "Finite", "Group", "GROUPS",
            "JsonObject", "LayerCount", "NameList", "Switch", "ThreadCount", "TRUE", "FALSE",
-           "cli", "existing_file", "json_object", "layer_count", "negative_env", "option",
-           "split_list", "to_switch"]
+           "cli", "negative_env", "option", "split_list"]
 
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
@@ -81,7 +80,7 @@ def existing_file(value: Path | None) -> Path | None:
 
 
 def existing_directory(value: Path | None) -> Path | None:
-    if value is not None and not Path(value).is_dir():
+    if value is not None and not Path(value).expanduser().is_dir():
         raise ValueError(f"not a directory: {value}")
     return value
 

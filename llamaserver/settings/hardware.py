@@ -44,7 +44,7 @@ class HardwareSettings(Group):
         "--rpc", env="LLAMA_ARG_RPC", default=None, metavar="SERVERS", append=False)
     """Remote devices: rpc-server addresses, comma-separated (host:port,...); -ngl and -ts place
     layers on them. rpc-server has no authentication: use loopback or a private network (a warning
-    names any other address). Needs a library built with --rpc."""
+    names any other address)."""
     device: list[str] | None = _opt(
         "-dev", "--device", env="LLAMA_ARG_DEVICE", default=None, metavar="DEV1,DEV2,..",
         append=False)

@@ -1,14 +1,14 @@
 // Small DOM helpers shared by the views: element building, icons, clipboard, toasts.
 
-/**
- * Make an element. `props`: className, text (as a text node), attrs, on (event listeners).
- * @returns {HTMLElement}
- */
 // The page's elements by id: elements({ name: 'element-id', ... }) -> { name: element, ... }.
 export function elements(ids) {
   return Object.fromEntries(Object.entries(ids).map(([name, id]) => [name, document.getElementById(id)]));
 }
 
+/**
+ * Make an element. `props`: className, text (as a text node), attrs, on (event listeners).
+ * @returns {HTMLElement}
+ */
 export function h(tag, props = {}, children = []) {
   const node = document.createElement(tag);
   if (props.className) node.className = props.className;

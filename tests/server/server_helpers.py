@@ -228,9 +228,10 @@ def read_until(response: httpx.Response, predicate: Callable[[str], bool]) -> It
     iterator, and that closes the connection at once: a check made after it races the
     server's noticing.)"""
     lines = response.iter_lines()
-    while not predicate(next(lines)):
-        pass
-    return lines
+    for line in lines:
+        if predicate(line):
+            return lines
+    raise AssertionError("the stream ended before the line looked for")
 
 
 def leave_while_streaming(running: Running, path: str, body: dict[str, Any],

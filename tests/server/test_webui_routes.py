@@ -7,22 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import ValidationError
-from server_helpers import error_of
+from server_helpers import error_of, in_process
 
 from llamaserver import LlamaServer
 from llamaserver._webui import UI_DIR
 from llamaserver.cli import parse_args
 
 
-def _client(server: LlamaServer) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=server.asgi), base_url="http://test")
-
-
 async def test_builtin_page_and_assets() -> None:
-    async with _client(LlamaServer()) as c:
+    async with in_process(LlamaServer().asgi) as c:
         page = await c.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert '<script type="module" src="app.js">' in page.text
@@ -45,14 +40,14 @@ async def test_builtin_page_and_assets() -> None:
 
 
 async def test_no_ui_serves_no_page() -> None:
-    async with _client(LlamaServer(webui=False)) as c:
+    async with in_process(LlamaServer(webui=False).asgi) as c:
         error_of(await c.get("/"), 404, "not_found_error")
         error_of(await c.get("/completion.js"), 404, "not_found_error")
         error_of(await c.get("/app.js"), 404, "not_found_error")
 
 
 async def test_api_prefix_moves_the_page() -> None:
-    async with _client(LlamaServer(api_prefix="/llama")) as c:
+    async with in_process(LlamaServer(api_prefix="/llama").asgi) as c:
         assert "app.js" in (await c.get("/llama/")).text
         assert (await c.get("/llama/completion.js")).status_code == 200
         bare = await c.get("/llama")
@@ -66,7 +61,7 @@ async def test_path_folder_replaces_the_page_but_keeps_completion_js(tmp_path: P
     (tmp_path / "index.html").write_text("<h1>mine</h1>")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "x.css").write_text("b{}")
-    async with _client(LlamaServer(path=tmp_path)) as c:
+    async with in_process(LlamaServer(path=tmp_path).asgi) as c:
         assert (await c.get("/")).text == "<h1>mine</h1>"
         assert "content-security-policy" not in (await c.get("/")).headers  # the user's page
         assert (await c.get("/sub/x.css")).text == "b{}"
@@ -76,7 +71,7 @@ async def test_path_folder_replaces_the_page_but_keeps_completion_js(tmp_path: P
         error_of(await c.get("/completion"), 405, "invalid_request_error")
         error_of(await c.get("/v1/chat/completions"), 405, "invalid_request_error")
     (tmp_path / "completion.js").write_text("export const mine = 1;")
-    async with _client(LlamaServer(path=tmp_path)) as c:
+    async with in_process(LlamaServer(path=tmp_path).asgi) as c:
         assert (await c.get("/completion.js")).text == "export const mine = 1;"
 
 
@@ -92,7 +87,7 @@ def test_missing_path_folder_is_refused(tmp_path: Path) -> None:
 
 async def test_path_catch_all_keeps_api_paths_private(tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("<h1>mine</h1>")
-    async with _client(LlamaServer(path=tmp_path, api_key=["k"])) as c:
+    async with in_process(LlamaServer(path=tmp_path, api_key=["k"]).asgi) as c:
         assert (await c.get("/")).text == "<h1>mine</h1>"  # the page itself is public
         assert (await c.get("/completion.js")).status_code == 200
         error_of(await c.get("/completion"), 401, "authentication_error")
